@@ -1,0 +1,385 @@
+//! The command line. Every command reads the config from `--config PATH`, else
+//! `$PORTCULLIS_CONFIG`, else `./config.toml`, and prints JSON instead of text with `--json`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use serde_json::json;
+
+use crate::auth::KeyHasher;
+use crate::config::{Config, ConfigError};
+use crate::routing::ModelPattern;
+use crate::store::{now_millis, ApiKeyRecord, NewApiKey, Revoked, Store, StoreError};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "portcullis",
+    version,
+    about = "Portcullis: a self-hosted, security-first AI gateway"
+)]
+pub struct Cli {
+    /// Config file (default: $PORTCULLIS_CONFIG, else ./config.toml).
+    #[arg(
+        long,
+        global = true,
+        env = "PORTCULLIS_CONFIG",
+        default_value = "config.toml"
+    )]
+    pub config: PathBuf,
+    /// Print machine-readable JSON.
+    #[arg(long, global = true)]
+    pub json: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the gateway (data plane + admin listener).
+    Serve,
+    /// Validate the config file and report every problem with its key path.
+    CheckConfig,
+    /// Apply database migrations.
+    Migrate,
+    /// Manage tenants.
+    #[command(subcommand)]
+    Tenants(TenantsCommand),
+    /// Manage API keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TenantsCommand {
+    /// Create a tenant.
+    Create { name: String },
+    /// List tenants.
+    List,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Create an API key; the secret is printed once and never stored.
+    Create(KeysCreate),
+    /// List API keys (prefixes only, never secrets).
+    List {
+        #[arg(long)]
+        tenant: Option<String>,
+    },
+    /// Revoke an API key by id; it stops working within auth.key_cache_ttl_ms.
+    Revoke { id: String },
+}
+
+#[derive(Debug, Args)]
+pub struct KeysCreate {
+    #[arg(long)]
+    pub tenant: String,
+    /// A label for the key, e.g. the application using it.
+    #[arg(long, default_value = "default")]
+    pub name: String,
+    /// Lifetime such as 90d, 12h, 30m, 2w (default: no expiry).
+    #[arg(long, value_parser = parse_duration)]
+    pub expires_in: Option<Duration>,
+    /// Comma-separated model names or globs this key may use (default: all routed models).
+    #[arg(long, value_delimiter = ',')]
+    pub models: Vec<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Serve(#[from] crate::server::ServeError),
+    #[error("--models: {0}")]
+    Models(String),
+    #[error("cannot start the async runtime: {0}")]
+    Runtime(std::io::Error),
+    #[error(transparent)]
+    Random(#[from] crate::ids::RandomError),
+}
+
+impl CliError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            CliError::Config(e) => e.code(),
+            CliError::Store(e) => e.code(),
+            CliError::Serve(e) => e.code(),
+            CliError::Models(_) => "invalid_models",
+            CliError::Runtime(_) => "runtime_failed",
+            CliError::Random(e) => e.code(),
+        }
+    }
+}
+
+pub fn run(cli: Cli) -> ExitCode {
+    let json = cli.json;
+    match execute(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            if json {
+                eprintln!(
+                    "{}",
+                    json!({"error": {"message": e.to_string(), "code": e.code()}})
+                );
+            } else {
+                eprintln!("error: {e}");
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn execute(cli: Cli) -> Result<(), CliError> {
+    let config = Config::load(&cli.config)?;
+    match cli.command {
+        Command::CheckConfig => {
+            print(cli.json, json!({"ok": true, "config": cli.config}), || {
+                format!(
+                    "{}: OK ({} provider(s), {} route(s))",
+                    cli.config.display(),
+                    config
+                        .router
+                        .routes()
+                        .iter()
+                        .map(|r| &r.provider.name)
+                        .collect::<std::collections::BTreeSet<_>>()
+                        .len(),
+                    config.router.routes().len()
+                )
+            });
+            Ok(())
+        }
+        Command::Serve => {
+            crate::telemetry::init_tracing(&config.logging);
+            crate::server::serve(config)?;
+            Ok(())
+        }
+        Command::Migrate => with_store(&config, |store| async move {
+            store.migrate().await?;
+            print(cli.json, json!({"ok": true}), || {
+                "database is up to date".to_string()
+            });
+            Ok(())
+        }),
+        Command::Tenants(cmd) => with_store(&config, |store| async move {
+            store.migrate().await?;
+            match cmd {
+                TenantsCommand::Create { name } => {
+                    let name = name.trim().to_string();
+                    if name.is_empty() {
+                        return Err(StoreError::TenantNotFound(String::new()).into());
+                    }
+                    let tenant = store.create_tenant(&name).await?;
+                    print(cli.json, json!(tenant), || {
+                        format!("created tenant {} ({})", tenant.name, tenant.id)
+                    });
+                }
+                TenantsCommand::List => {
+                    let tenants = store.list_tenants().await?;
+                    print(cli.json, json!(tenants), || {
+                        let mut out = format!("{:<24} {:<22} {}", "NAME", "ID", "CREATED");
+                        for t in &tenants {
+                            out.push_str(&format!(
+                                "\n{:<24} {:<22} {}",
+                                t.name,
+                                t.id,
+                                format_time(t.created_at)
+                            ));
+                        }
+                        out
+                    });
+                }
+            }
+            Ok(())
+        }),
+        Command::Keys(cmd) => {
+            let hasher = KeyHasher::from_config(&config.auth);
+            with_store(&config, |store| async move {
+                store.migrate().await?;
+                match cmd {
+                    KeysCommand::Create(args) => {
+                        create_key(&store, &hasher, args, cli.json).await?
+                    }
+                    KeysCommand::List { tenant } => {
+                        let keys = store.list_api_keys(tenant.as_deref()).await?;
+                        print(cli.json, json!(keys), || key_table(&keys));
+                    }
+                    KeysCommand::Revoke { id } => {
+                        let result = store.revoke_api_key(&id).await?;
+                        let ttl = config.auth.key_cache_ttl.as_millis();
+                        print(
+                            cli.json,
+                            json!({"id": id, "revoked": true, "already_revoked": result == Revoked::Already}),
+                            || match result {
+                                Revoked::Now => format!(
+                                    "revoked {id}; running gateways refuse it within {ttl} ms"
+                                ),
+                                Revoked::Already => format!("{id} was already revoked"),
+                            },
+                        );
+                    }
+                }
+                Ok(())
+            })
+        }
+    }
+}
+
+async fn create_key(
+    store: &Store,
+    hasher: &KeyHasher,
+    args: KeysCreate,
+    json_out: bool,
+) -> Result<(), CliError> {
+    let models: Vec<String> = args
+        .models
+        .iter()
+        .map(|m| m.trim().to_string())
+        .filter(|m| !m.is_empty())
+        .collect();
+    for m in &models {
+        ModelPattern::parse(m).map_err(CliError::Models)?;
+    }
+    let expires_at = args.expires_in.map(|d| now_millis() + d.as_millis() as i64);
+    let generated = hasher.generate()?;
+    let record = store
+        .create_api_key(NewApiKey {
+            tenant: &args.tenant,
+            name: &args.name,
+            prefix: &generated.prefix,
+            key_hash: &generated.hash,
+            allowed_models: &models,
+            expires_at,
+        })
+        .await?;
+    let out = json!({
+        "id": record.id, "key": generated.secret, "tenant": record.tenant, "prefix": record.prefix,
+        "name": record.name, "allowed_models": record.allowed_models,
+        "created_at": record.created_at, "expires_at": record.expires_at,
+    });
+    print(json_out, out, || {
+        format!(
+            "created API key {} for tenant {}\n\n    {}\n\nThis is the only time the key is shown: store it now.",
+            record.id, record.tenant, generated.secret
+        )
+    });
+    Ok(())
+}
+
+fn key_table(keys: &[ApiKeyRecord]) -> String {
+    let mut out = format!(
+        "{:<21} {:<16} {:<12} {:<16} {:<10} {}",
+        "ID", "TENANT", "PREFIX", "NAME", "STATUS", "MODELS"
+    );
+    let now = now_millis();
+    for k in keys {
+        let status = if k.revoked_at.is_some() {
+            "revoked"
+        } else if k.expires_at.is_some_and(|t| t <= now) {
+            "expired"
+        } else {
+            "active"
+        };
+        let models = if k.allowed_models.is_empty() {
+            "*".to_string()
+        } else {
+            k.allowed_models.join(",")
+        };
+        out.push_str(&format!(
+            "\n{:<21} {:<16} {:<12} {:<16} {:<10} {}",
+            k.id, k.tenant, k.prefix, k.name, status, models
+        ));
+    }
+    out
+}
+
+fn print(json_out: bool, value: serde_json::Value, text: impl FnOnce() -> String) {
+    if json_out {
+        println!("{value}");
+    } else {
+        println!("{}", text());
+    }
+}
+
+fn format_time(millis: i64) -> String {
+    format!("{}s since epoch", millis / 1000)
+}
+
+/// Runs one async store operation on a small runtime, then closes the pool cleanly.
+fn with_store<F, Fut>(config: &Config, f: F) -> Result<(), CliError>
+where
+    F: FnOnce(std::sync::Arc<Store>) -> Fut,
+    Fut: std::future::Future<Output = Result<(), CliError>>,
+{
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(CliError::Runtime)?;
+    runtime.block_on(async {
+        let store = std::sync::Arc::new(Store::from_config(&config.database));
+        let result = f(store.clone()).await;
+        store.close().await;
+        result
+    })
+}
+
+/// Parses `90d`, `12h`, `30m`, `45s`, `2w`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration like 90d, 12h, 30m"))?;
+    let seconds = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        "w" => 604_800,
+        _ => return Err(format!("{text:?}: unit must be one of s, m, h, d, w")),
+    };
+    if n == 0 {
+        return Err("the duration must be greater than zero".into());
+    }
+    n.checked_mul(seconds)
+        .map(Duration::from_secs)
+        .ok_or_else(|| format!("{text:?} is too long"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(
+            parse_duration("90d").unwrap(),
+            Duration::from_secs(90 * 86_400)
+        );
+        assert_eq!(
+            parse_duration("12h").unwrap(),
+            Duration::from_secs(12 * 3600)
+        );
+        assert_eq!(
+            parse_duration("2w").unwrap(),
+            Duration::from_secs(14 * 86_400)
+        );
+        assert!(parse_duration("0d").is_err());
+        assert!(parse_duration("d").is_err());
+        assert!(parse_duration("5y").is_err());
+    }
+
+    #[test]
+    fn cli_shape_is_valid() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,18 @@
+//! Portcullis: a self-hosted, security-first AI gateway.
+//!
+//! Read it in the order a request travels: [`proxy`] (pingora phases) → [`auth`] →
+//! [`routing`] → [`providers`] → back out through [`proxy`] → [`logging`]. Start-up lives in
+//! [`cli`] and [`server`]; [`config`] validates `config.toml`; [`store`] keeps tenants and keys.
+
+pub mod admin;
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod ids;
+pub mod logging;
+pub mod providers;
+pub mod proxy;
+pub mod routing;
+pub mod server;
+pub mod store;
+pub mod telemetry;

@@ -1,0 +1,97 @@
+//! The `logging` phase: the ONE place that turns a finished request's context into metrics and
+//! the access log line. (Audit records and token settlement will be emitted here too.)
+
+use pingora::proxy::Session;
+use pingora::Error;
+
+use crate::proxy::RequestCtx;
+use crate::telemetry::metrics::Metrics;
+
+/// Status recorded for a client that disconnected before its response completed (nginx's 499).
+const CLIENT_CLOSED_REQUEST: u16 = 499;
+
+pub fn record(metrics: &Metrics, session: &Session, error: Option<&Error>, ctx: &RequestCtx) {
+    let total = ctx.timing.start.elapsed();
+    let upstream = match (ctx.timing.upstream_start, ctx.timing.upstream_end) {
+        (Some(start), Some(end)) => end.saturating_duration_since(start),
+        _ => std::time::Duration::ZERO,
+    };
+    let status = if ctx.outcome.client_disconnected {
+        CLIENT_CLOSED_REQUEST
+    } else if ctx.outcome.status != 0 {
+        ctx.outcome.status
+    } else {
+        session.response_written().map_or(0, |h| h.status.as_u16())
+    };
+    let route = ctx.request.route;
+    let tenant = ctx.principal.as_ref().map_or("", |p| p.tenant.as_str());
+    let model = ctx.request.model_label.as_deref().unwrap_or("");
+    let provider = ctx.request.provider.as_deref().unwrap_or("");
+
+    metrics
+        .requests
+        .with_label_values(&[route, model, &status.to_string(), tenant])
+        .inc();
+    metrics
+        .request_duration
+        .with_label_values(&[route])
+        .observe(total.as_secs_f64());
+    if ctx.timing.upstream_start.is_some() {
+        metrics
+            .upstream_duration
+            .with_label_values(&[provider])
+            .observe(upstream.as_secs_f64());
+        metrics
+            .gateway_overhead
+            .with_label_values(&[route])
+            .observe(total.saturating_sub(upstream).as_secs_f64());
+    }
+    if ctx.request.stream {
+        if let Some(first) = ctx.timing.first_byte {
+            metrics
+                .stream_first_byte
+                .with_label_values(&[provider])
+                .observe(
+                    first
+                        .saturating_duration_since(ctx.timing.start)
+                        .as_secs_f64(),
+                );
+        }
+    }
+    if let Some(kind) = ctx.outcome.upstream_error {
+        metrics
+            .upstream_errors
+            .with_label_values(&[provider, kind])
+            .inc();
+    }
+    if let Some(code) = ctx
+        .outcome
+        .error_code
+        .filter(|_| (401..=403).contains(&status))
+    {
+        metrics.auth_failures.with_label_values(&[code]).inc();
+    }
+
+    // The access log: identifiers and outcomes only — never keys, prompts or responses.
+    tracing::info!(
+        target: "portcullis::access",
+        request_id = %ctx.request_id,
+        client_ip = ?ctx.client.ip,
+        method = %session.req_header().method,
+        route,
+        model = ctx.request.model.as_deref().unwrap_or(""),
+        provider,
+        tenant,
+        key = ctx.principal.as_ref().map_or("", |p| p.key_prefix.as_str()),
+        status,
+        error_code = ctx.outcome.error_code.unwrap_or(""),
+        upstream_error = ctx.outcome.upstream_error.unwrap_or(""),
+        stream = ctx.request.stream,
+        request_bytes = ctx.request.body_bytes,
+        response_bytes = ctx.outcome.response_bytes,
+        total_ms = total.as_secs_f64() * 1000.0,
+        upstream_ms = upstream.as_secs_f64() * 1000.0,
+        error = error.map(|e| e.to_string()).unwrap_or_default(),
+        "request"
+    );
+}

@@ -1,0 +1,248 @@
+//! Origin mode: the gateway answers LLM endpoints itself inside `request_filter` — read and
+//! check the body, route the model, call the provider, stream the answer back. (pingora 0.9
+//! picks the upstream before the body is readable and replays at most 64 KiB of it, so its
+//! forwarding path cannot route by `model`; see docs/architecture.md.)
+
+use bytes::{Bytes, BytesMut};
+use pingora::proxy::Session;
+use serde_json::Value;
+
+use super::ctx::RequestCtx;
+use super::error::GatewayError;
+use super::respond::{write_full, JSON};
+use super::{upstream, Failure, Gateway};
+use crate::auth::AuthError;
+use crate::providers::{Endpoint, ProviderKind};
+
+/// What the gateway does with a request, decided from method and path alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Handling {
+    /// An LLM endpoint answered in origin mode.
+    Origin(Endpoint),
+    /// `GET /v1/models`.
+    ListModels,
+    NotFound,
+    MethodNotAllowed {
+        allow: &'static str,
+    },
+}
+
+pub fn classify(method: &http::Method, path: &str) -> Handling {
+    let endpoint = match path.trim_end_matches('/') {
+        "/v1/chat/completions" => Some(Endpoint::ChatCompletions),
+        "/v1/completions" => Some(Endpoint::Completions),
+        "/v1/embeddings" => Some(Endpoint::Embeddings),
+        "/v1/responses" => Some(Endpoint::Responses),
+        "/v1/models" => {
+            return if method == http::Method::GET {
+                Handling::ListModels
+            } else {
+                Handling::MethodNotAllowed { allow: "GET" }
+            };
+        }
+        _ => None,
+    };
+    match endpoint {
+        Some(e) if method == http::Method::POST => Handling::Origin(e),
+        Some(_) => Handling::MethodNotAllowed { allow: "POST" },
+        None => Handling::NotFound,
+    }
+}
+
+pub fn route_label(handling: Handling) -> &'static str {
+    match handling {
+        Handling::Origin(e) => e.label(),
+        Handling::ListModels => "models",
+        Handling::NotFound => "not_found",
+        Handling::MethodNotAllowed { .. } => "method_not_allowed",
+    }
+}
+
+/// The whole journey of one data-plane request after the early filters.
+pub async fn handle(
+    gw: &Gateway,
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+) -> Result<(), Failure> {
+    let method = session.req_header().method.clone();
+    let path = session.req_header().uri.path().to_string();
+    let handling = classify(&method, &path);
+    ctx.request.route = route_label(handling);
+
+    // Unknown paths and methods are answered before authentication: they reveal nothing.
+    let endpoint = match handling {
+        Handling::NotFound => {
+            return Err(GatewayError::NotFound {
+                method: method.to_string(),
+                path,
+            }
+            .into())
+        }
+        Handling::MethodNotAllowed { allow } => {
+            return Err(GatewayError::MethodNotAllowed {
+                method: method.to_string(),
+                path,
+                allow,
+            }
+            .into())
+        }
+        Handling::ListModels => None,
+        Handling::Origin(endpoint) => Some(endpoint),
+    };
+
+    // Authenticate.
+    let principal = gw
+        .keys
+        .verify_headers(&session.req_header().headers)
+        .await?;
+    ctx.principal = Some(principal);
+
+    let Some(endpoint) = endpoint else {
+        return list_models(gw, session, ctx).await;
+    };
+    ctx.request.endpoint = Some(endpoint);
+
+    // Read and check the body.
+    let body = read_body(session, gw.config.server.max_body_bytes).await?;
+    ctx.request.body_bytes = body.len();
+    let mut json: Value =
+        serde_json::from_slice(&body).map_err(|e| GatewayError::InvalidJson(e.to_string()))?;
+    let object = json.as_object_mut().ok_or(GatewayError::BodyNotObject)?;
+    let model = object
+        .get("model")
+        .and_then(Value::as_str)
+        .ok_or(GatewayError::MissingModel)?
+        .to_string();
+    ctx.request.stream = object.get("stream").and_then(Value::as_bool) == Some(true);
+    ctx.request.model = Some(model.clone());
+
+    // Route, then check the caller may use what it asked for.
+    let route = gw
+        .config
+        .router
+        .route(&model)
+        .ok_or_else(|| GatewayError::ModelNotFound(model.clone()))?;
+    ctx.request.model_label = Some(route.pattern.as_str().to_string());
+    ctx.request.provider = Some(route.provider.name.clone());
+    if let Some(p) = ctx.principal.as_ref().filter(|p| !p.may_use(&model)) {
+        return Err(GatewayError::Auth(AuthError::ModelNotAllowed {
+            prefix: p.key_prefix.clone(),
+            model,
+        })
+        .into());
+    }
+
+    // Forward the client's bytes untouched unless the route renames the model.
+    let upstream_body = match &route.upstream_model {
+        Some(upstream_model) => {
+            object.insert("model".into(), Value::String(upstream_model.clone()));
+            Bytes::from(json.to_string())
+        }
+        None => body,
+    };
+
+    match &route.provider.kind {
+        ProviderKind::OpenAi(provider) => {
+            upstream::forward(
+                gw,
+                session,
+                ctx,
+                &route.provider.name,
+                provider,
+                endpoint,
+                upstream_body,
+            )
+            .await
+        }
+        ProviderKind::Mock(mock) => {
+            let sent_model = route.upstream_model.as_deref().unwrap_or(&model);
+            let answer = mock.respond(endpoint, &json, sent_model, &ctx.request_id);
+            ctx.timing.upstream_start = Some(std::time::Instant::now());
+            ctx.timing.upstream_end = ctx.timing.upstream_start;
+            upstream::write_events(
+                session,
+                ctx,
+                answer.status,
+                answer.content_type,
+                answer.chunks,
+            )
+            .await
+        }
+    }
+}
+
+/// Reads the whole request body, refusing it as soon as it passes `limit` bytes.
+async fn read_body(session: &mut Session, limit: usize) -> Result<Bytes, GatewayError> {
+    let declared = session
+        .req_header()
+        .headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|len| len > limit) {
+        return Err(GatewayError::BodyTooLarge { limit });
+    }
+    let mut body = BytesMut::with_capacity(declared.unwrap_or(4096).min(limit));
+    while let Some(chunk) = session
+        .read_request_body()
+        .await
+        .map_err(|e| GatewayError::ClientRead(e.to_string()))?
+    {
+        if body.len() + chunk.len() > limit {
+            return Err(GatewayError::BodyTooLarge { limit });
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.freeze())
+}
+
+/// `GET /v1/models`: the exact model names this caller may use, from the route table.
+async fn list_models(
+    gw: &Gateway,
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+) -> Result<(), Failure> {
+    let principal = ctx.principal.as_ref();
+    let data: Vec<Value> = gw
+        .config
+        .router
+        .listable_models()
+        .filter(|r| principal.is_none_or(|p| p.may_use(r.pattern.as_str())))
+        .map(|r| {
+            serde_json::json!({"id": r.pattern.as_str(), "object": "model", "created": 0,
+                               "owned_by": r.provider.name})
+        })
+        .collect();
+    let body = serde_json::json!({"object": "list", "data": data}).to_string();
+    write_full(session, ctx, 200, JSON, Bytes::from(body), &[])
+        .await
+        .map_err(Failure::ClientGone)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::Method;
+
+    #[test]
+    fn classification() {
+        assert_eq!(
+            classify(&Method::POST, "/v1/chat/completions"),
+            Handling::Origin(Endpoint::ChatCompletions)
+        );
+        assert_eq!(
+            classify(&Method::POST, "/v1/embeddings/"),
+            Handling::Origin(Endpoint::Embeddings)
+        );
+        assert_eq!(
+            classify(&Method::GET, "/v1/chat/completions"),
+            Handling::MethodNotAllowed { allow: "POST" }
+        );
+        assert_eq!(classify(&Method::GET, "/v1/models"), Handling::ListModels);
+        assert_eq!(
+            classify(&Method::POST, "/v1/models"),
+            Handling::MethodNotAllowed { allow: "GET" }
+        );
+        assert_eq!(classify(&Method::POST, "/v2/chat"), Handling::NotFound);
+    }
+}

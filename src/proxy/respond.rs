@@ -1,0 +1,66 @@
+//! Writing complete responses to the client with correct framing. Every response carries a
+//! `Content-Length` (or is chunked when streamed): an unframed HTTP/1.1 response would force
+//! the connection closed after each request.
+
+use bytes::Bytes;
+use pingora::http::ResponseHeader;
+use pingora::proxy::Session;
+
+use super::ctx::RequestCtx;
+use super::error::GatewayError;
+
+pub const JSON: &str = "application/json";
+
+/// Writes a whole response (header + body) in one go.
+pub async fn write_full(
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+    status: u16,
+    content_type: &str,
+    body: Bytes,
+    extra: &[(&'static str, &str)],
+) -> pingora::Result<()> {
+    let mut header = ResponseHeader::build(status, Some(4 + extra.len()))?;
+    header.insert_header("content-type", content_type)?;
+    header.insert_header("content-length", body.len().to_string())?;
+    header.insert_header("x-request-id", &ctx.request_id)?;
+    for (name, value) in extra {
+        header.insert_header(*name, *value)?;
+    }
+    ctx.outcome.status = status;
+    ctx.outcome.response_bytes += body.len();
+    session
+        .write_response_header(Box::new(header), false)
+        .await?;
+    session.write_response_body(Some(body), true).await
+}
+
+/// Writes an OpenAI-shaped error. Errors answered before the request body was read close the
+/// connection, so an unread body can never be mistaken for the next request.
+pub async fn write_error(
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+    error: &GatewayError,
+) -> pingora::Result<()> {
+    ctx.outcome.error_code = Some(error.code());
+    if matches!(
+        error,
+        GatewayError::BodyTooLarge { .. } | GatewayError::ClientRead(_)
+    ) {
+        session.set_keepalive(None);
+    }
+    let allow = match error {
+        GatewayError::MethodNotAllowed { allow, .. } => Some(*allow),
+        _ => None,
+    };
+    let extra: Vec<(&'static str, &str)> = allow.map(|a| ("allow", a)).into_iter().collect();
+    write_full(
+        session,
+        ctx,
+        error.status(),
+        JSON,
+        Bytes::from(error.body()),
+        &extra,
+    )
+    .await
+}

@@ -1,0 +1,360 @@
+//! Call upstream: send the request through pingora's pooled connector (keep-alive, rustls)
+//! and stream the provider's answer back to the client chunk by chunk, as it arrives.
+//! Status codes and error bodies pass through unchanged; hop-by-hop headers do not.
+
+use std::time::Instant;
+
+use bytes::Bytes;
+use pingora::http::ResponseHeader;
+use pingora::prelude::HttpPeer;
+use pingora::protocols::http::client::HttpSession;
+use pingora::proxy::Session;
+use pingora::{Error, ErrorType};
+
+use super::ctx::RequestCtx;
+use super::error::GatewayError;
+use super::{Failure, Gateway};
+use crate::providers::{Endpoint, OpenAiProvider};
+
+/// Response headers that describe one connection, not the message (RFC 9110 §7.6.1), plus the
+/// framing headers the gateway sets itself.
+const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "transfer-encoding",
+    "te",
+    "trailer",
+    "upgrade",
+    "proxy-authenticate",
+    "content-length",
+];
+
+pub async fn forward(
+    gw: &Gateway,
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+    provider_name: &str,
+    provider: &OpenAiProvider,
+    endpoint: Endpoint,
+    body: Bytes,
+) -> Result<(), Failure> {
+    let peer = provider.peer().await.map_err(|e| {
+        tracing::warn!(request_id = %ctx.request_id, provider = provider_name, error = %e, "upstream resolve failed");
+        ctx.outcome.upstream_error = Some("resolve");
+        GatewayError::UpstreamUnreachable { provider: provider_name.to_string() }
+    })?;
+    let request = provider
+        .request_header(
+            endpoint,
+            session.req_header().uri.query(),
+            &session.req_header().headers,
+            body.len(),
+            &ctx.request_id,
+        )
+        .map_err(|e| {
+            tracing::error!(request_id = %ctx.request_id, error = %e, "cannot build upstream request");
+            GatewayError::Internal { request_id: ctx.request_id.clone() }
+        })?;
+
+    ctx.timing.upstream_start = Some(Instant::now());
+    let mut upstream = match send(gw, &peer, provider, &request, &body).await {
+        Ok(s) => s,
+        // A pooled connection may have been closed by the provider while idle: the request
+        // never reached it, so one retry on a fresh connection is safe.
+        Err((e, true)) if is_stale_connection(&e) => {
+            send_fresh(gw, &peer, provider, &request, &body)
+                .await
+                .map_err(|e| upstream_failure(ctx, provider_name, &e))?
+        }
+        Err((e, _)) => return Err(upstream_failure(ctx, provider_name, &e).into()),
+    };
+
+    let Some(upstream_header) = upstream.response_header() else {
+        return Err(upstream_failure(
+            ctx,
+            provider_name,
+            &Error::new(ErrorType::InvalidHTTPHeader),
+        )
+        .into());
+    };
+    let header = downstream_header(upstream_header, session.is_http2(), &ctx.request_id)
+        .map_err(|e| upstream_failure(ctx, provider_name, &e))?;
+    ctx.outcome.status = header.status.as_u16();
+    if let Err(e) = session.write_response_header(Box::new(header), false).await {
+        upstream.shutdown().await;
+        return Err(client_gone(ctx, e));
+    }
+
+    upstream.set_read_timeout(Some(provider.timeouts.idle));
+    loop {
+        match upstream.read_response_body().await {
+            Ok(Some(chunk)) => {
+                ctx.timing.first_byte.get_or_insert_with(Instant::now);
+                ctx.outcome.response_bytes += chunk.len();
+                if let Err(e) = session.write_response_body(Some(chunk), false).await {
+                    // The client left: drop the upstream connection so the provider stops
+                    // generating (and billing) tokens nobody will read.
+                    upstream.shutdown().await;
+                    return Err(client_gone(ctx, e));
+                }
+            }
+            Ok(None) => break,
+            Err(e) => {
+                ctx.timing.upstream_end = Some(Instant::now());
+                ctx.outcome.upstream_error = Some(error_kind(&e));
+                tracing::warn!(request_id = %ctx.request_id, provider = provider_name, error = %e, "upstream failed mid-response");
+                upstream.shutdown().await;
+                return Err(Failure::UpstreamBroken(e));
+            }
+        }
+    }
+    ctx.timing.upstream_end = Some(Instant::now());
+    if upstream.response_done() {
+        gw.connector
+            .release_http_session(upstream, &peer, Some(provider.timeouts.pool_idle))
+            .await;
+    }
+    session
+        .write_response_body(None, true)
+        .await
+        .map_err(|e| client_gone(ctx, e))
+}
+
+/// Sends the request and reads the response header: `Err((error, reused))` tells whether the
+/// failing connection came from the pool.
+async fn send(
+    gw: &Gateway,
+    peer: &HttpPeer,
+    provider: &OpenAiProvider,
+    request: &pingora::http::RequestHeader,
+    body: &Bytes,
+) -> Result<HttpSession, (Box<Error>, bool)> {
+    let (mut upstream, reused) = gw
+        .connector
+        .get_http_session(peer)
+        .await
+        .map_err(|e| (e, false))?;
+    match exchange(&mut upstream, provider, request, body).await {
+        Ok(()) => Ok(upstream),
+        Err(e) => {
+            upstream.shutdown().await;
+            Err((e, reused))
+        }
+    }
+}
+
+async fn send_fresh(
+    gw: &Gateway,
+    peer: &HttpPeer,
+    provider: &OpenAiProvider,
+    request: &pingora::http::RequestHeader,
+    body: &Bytes,
+) -> Result<HttpSession, Box<Error>> {
+    // Fresh connections are never taken from the pool, so a second failure is genuine.
+    let mut peer = peer.clone();
+    peer.options.idle_timeout = None;
+    let (mut upstream, _) = gw.connector.get_http_session(&peer).await?;
+    match exchange(&mut upstream, provider, request, body).await {
+        Ok(()) => Ok(upstream),
+        Err(e) => {
+            upstream.shutdown().await;
+            Err(e)
+        }
+    }
+}
+
+async fn exchange(
+    upstream: &mut HttpSession,
+    provider: &OpenAiProvider,
+    request: &pingora::http::RequestHeader,
+    body: &Bytes,
+) -> pingora::Result<()> {
+    upstream.set_write_timeout(Some(provider.timeouts.idle));
+    upstream.set_read_timeout(Some(provider.timeouts.first_byte));
+    upstream
+        .write_request_header(Box::new(request.clone()))
+        .await?;
+    upstream.write_request_body(body.clone(), true).await?;
+    upstream.finish_request_body().await?;
+    // Skip informational (1xx) responses.
+    loop {
+        upstream.read_response_header().await?;
+        match upstream.response_header() {
+            Some(h) if h.status.is_informational() => continue,
+            _ => return Ok(()),
+        }
+    }
+}
+
+fn is_stale_connection(e: &Error) -> bool {
+    matches!(
+        e.etype(),
+        ErrorType::ConnectionClosed
+            | ErrorType::ReadError
+            | ErrorType::WriteError
+            | ErrorType::InvalidHTTPHeader
+    )
+}
+
+fn error_kind(e: &Error) -> &'static str {
+    match e.etype() {
+        ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout => {
+            "timeout"
+        }
+        ErrorType::ConnectRefused
+        | ErrorType::ConnectNoRoute
+        | ErrorType::ConnectError
+        | ErrorType::BindError
+        | ErrorType::SocketError
+        | ErrorType::TLSHandshakeFailure
+        | ErrorType::TLSHandshakeTimedout
+        | ErrorType::InvalidCert
+        | ErrorType::HandshakeError
+        | ErrorType::ConnectProxyFailure => "connect",
+        ErrorType::ConnectionClosed => "closed",
+        _ => "protocol",
+    }
+}
+
+fn upstream_failure(ctx: &mut RequestCtx, provider: &str, e: &Error) -> GatewayError {
+    let kind = error_kind(e);
+    ctx.outcome.upstream_error = Some(kind);
+    ctx.timing.upstream_end = Some(Instant::now());
+    tracing::warn!(request_id = %ctx.request_id, provider, error = %e, kind, "upstream call failed");
+    let provider = provider.to_string();
+    match (kind, e.etype()) {
+        (_, ErrorType::ConnectTimedout) => GatewayError::UpstreamTimeout {
+            provider,
+            phase: "connect",
+        },
+        ("timeout", _) => GatewayError::UpstreamTimeout {
+            provider,
+            phase: "first byte",
+        },
+        ("connect", _) => GatewayError::UpstreamUnreachable { provider },
+        _ => GatewayError::UpstreamProtocol { provider },
+    }
+}
+
+fn client_gone(ctx: &mut RequestCtx, e: Box<Error>) -> Failure {
+    ctx.outcome.client_disconnected = true;
+    ctx.timing.upstream_end.get_or_insert_with(Instant::now);
+    Failure::ClientGone(e)
+}
+
+/// The client's response header: the provider's status and end-to-end headers, our framing.
+fn downstream_header(
+    upstream: &ResponseHeader,
+    http2: bool,
+    request_id: &str,
+) -> pingora::Result<ResponseHeader> {
+    let mut header = ResponseHeader::build(upstream.status, Some(upstream.headers.len() + 2))?;
+    for (name, value) in upstream.headers.iter() {
+        if !HOP_BY_HOP.contains(&name.as_str()) {
+            header.append_header(name.clone(), value.clone())?;
+        }
+    }
+    // Unchanged body → the provider's length still holds; otherwise stream it chunked.
+    match upstream.headers.get(http::header::CONTENT_LENGTH) {
+        Some(len) => header.insert_header("content-length", len.clone())?,
+        None if !http2 => header.insert_header("transfer-encoding", "chunked")?,
+        None => {}
+    }
+    header.insert_header("x-request-id", request_id)?;
+    Ok(header)
+}
+
+/// Writes a locally produced answer: one body → `Content-Length`; several (SSE events) →
+/// chunked, each event written as its own chunk so the client sees them one by one.
+pub async fn write_events(
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+    status: u16,
+    content_type: &str,
+    chunks: Vec<Bytes>,
+) -> Result<(), Failure> {
+    if chunks.len() == 1 && content_type != "text/event-stream" {
+        let body = chunks.into_iter().next().unwrap_or_default();
+        ctx.timing.first_byte = Some(Instant::now());
+        return super::respond::write_full(session, ctx, status, content_type, body, &[])
+            .await
+            .map_err(|e| client_gone(ctx, e));
+    }
+    let build = || -> pingora::Result<ResponseHeader> {
+        let mut header = ResponseHeader::build(status, Some(4))?;
+        header.insert_header("content-type", content_type)?;
+        header.insert_header("cache-control", "no-cache")?;
+        if !session.is_http2() {
+            header.insert_header("transfer-encoding", "chunked")?;
+        }
+        header.insert_header("x-request-id", &ctx.request_id)?;
+        Ok(header)
+    };
+    let header = build().map_err(|_| GatewayError::Internal {
+        request_id: ctx.request_id.clone(),
+    })?;
+    ctx.outcome.status = status;
+    session
+        .write_response_header(Box::new(header), false)
+        .await
+        .map_err(|e| client_gone(ctx, e))?;
+    for chunk in chunks {
+        ctx.timing.first_byte.get_or_insert_with(Instant::now);
+        ctx.outcome.response_bytes += chunk.len();
+        session
+            .write_response_body(Some(chunk), false)
+            .await
+            .map_err(|e| client_gone(ctx, e))?;
+    }
+    session
+        .write_response_body(None, true)
+        .await
+        .map_err(|e| client_gone(ctx, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hop_by_hop_headers_are_dropped_and_framing_recomputed() {
+        let mut up = ResponseHeader::build(429, None).unwrap();
+        up.insert_header("connection", "keep-alive").unwrap();
+        up.insert_header("keep-alive", "timeout=5").unwrap();
+        up.insert_header("transfer-encoding", "chunked").unwrap();
+        up.insert_header("content-type", "application/json")
+            .unwrap();
+        up.insert_header("x-ratelimit-remaining-requests", "0")
+            .unwrap();
+        let down = downstream_header(&up, false, "req_1").unwrap();
+        assert_eq!(down.status.as_u16(), 429);
+        assert!(down.headers.get("connection").is_none());
+        assert!(down.headers.get("keep-alive").is_none());
+        assert_eq!(down.headers.get("transfer-encoding").unwrap(), "chunked");
+        assert_eq!(
+            down.headers.get("x-ratelimit-remaining-requests").unwrap(),
+            "0"
+        );
+        assert_eq!(down.headers.get("x-request-id").unwrap(), "req_1");
+
+        let mut up = ResponseHeader::build(200, None).unwrap();
+        up.insert_header("content-length", "42").unwrap();
+        let down = downstream_header(&up, false, "req_1").unwrap();
+        assert_eq!(down.headers.get("content-length").unwrap(), "42");
+        assert!(down.headers.get("transfer-encoding").is_none());
+    }
+
+    #[test]
+    fn error_kinds() {
+        assert_eq!(
+            error_kind(&Error::new(ErrorType::ConnectRefused)),
+            "connect"
+        );
+        assert_eq!(error_kind(&Error::new(ErrorType::ReadTimedout)), "timeout");
+        assert_eq!(
+            error_kind(&Error::new(ErrorType::ConnectionClosed)),
+            "closed"
+        );
+    }
+}

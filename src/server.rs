@@ -1,0 +1,107 @@
+//! `portcullis serve`: assemble the pingora server — data plane and admin listener — and run
+//! it. Everything async that must happen before the listeners open (migrations) runs on a
+//! short-lived runtime that is gone before pingora starts its own (it may fork to daemonize).
+
+use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
+
+use pingora::server::configuration::ServerConf;
+use pingora::server::Server;
+use pingora::services::listening::Service;
+
+use crate::admin::AdminApp;
+use crate::auth::KeyVerifier;
+use crate::config::Config;
+use crate::proxy::Gateway;
+use crate::store::{Store, StoreError};
+use crate::telemetry::metrics::{Metrics, MetricsError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("{key}: cannot listen on {addr}: {source}")]
+    Listen {
+        key: &'static str,
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("cannot start the async runtime: {0}")]
+    Runtime(std::io::Error),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Metrics(#[from] MetricsError),
+    #[error(transparent)]
+    Random(#[from] crate::ids::RandomError),
+}
+
+impl ServeError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            ServeError::Listen { .. } => "listen_failed",
+            ServeError::Runtime(_) => "runtime_failed",
+            ServeError::Store(e) => e.code(),
+            ServeError::Metrics(e) => e.code(),
+            ServeError::Random(e) => e.code(),
+        }
+    }
+}
+
+/// Runs until SIGINT/SIGTERM; returns only on a start-up error.
+pub fn serve(config: Config) -> Result<(), ServeError> {
+    // Fail with the config key in the message, rather than a panic deep inside pingora.
+    check_bindable("server.listen", config.server.listen)?;
+    check_bindable("admin.listen", config.admin.listen)?;
+
+    migrate(&config)?;
+
+    let config = Arc::new(config);
+    let store = Arc::new(Store::from_config(&config.database));
+    let metrics = Arc::new(Metrics::new()?);
+    let keys = KeyVerifier::new(&config.auth, store.clone());
+    let gateway = Gateway::new(config.clone(), keys, metrics.clone())?;
+
+    let mut conf = ServerConf::default();
+    conf.threads = config.server.threads;
+    conf.grace_period_seconds = Some(config.server.grace_period.as_secs());
+    conf.graceful_shutdown_timeout_seconds =
+        Some(config.server.graceful_shutdown_timeout.as_secs());
+    let mut server = Server::new_with_opt_and_conf(None, conf);
+    server.bootstrap();
+
+    let mut proxy = pingora::proxy::http_proxy_service(&server.configuration, gateway);
+    proxy.add_tcp(&config.server.listen.to_string());
+
+    let mut admin = Service::new("portcullis admin".to_string(), AdminApp { metrics, store });
+    admin.add_tcp(&config.admin.listen.to_string());
+    admin.threads = Some(1);
+
+    server.add_service(proxy);
+    server.add_service(admin);
+    tracing::info!(
+        listen = %config.server.listen,
+        admin = %config.admin.listen,
+        threads = config.server.threads,
+        "portcullis is serving"
+    );
+    server.run_forever()
+}
+
+fn check_bindable(key: &'static str, addr: SocketAddr) -> Result<(), ServeError> {
+    TcpListener::bind(addr)
+        .map(drop)
+        .map_err(|source| ServeError::Listen { key, addr, source })
+}
+
+fn migrate(config: &Config) -> Result<(), ServeError> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(ServeError::Runtime)?;
+    runtime.block_on(async {
+        let store = Store::from_config(&config.database);
+        let result = store.migrate().await;
+        store.close().await;
+        result
+    })?;
+    Ok(())
+}

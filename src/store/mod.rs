@@ -1,0 +1,378 @@
+//! Store: tenants and API keys in SQLite (embedded default) or Postgres (production), through
+//! one set of runtime-checked queries on sqlx's `Any` driver. `$N` placeholders work on both.
+//! Times are Unix milliseconds in BIGINT columns so both backends store them identically.
+
+use std::sync::Once;
+use std::time::Duration;
+
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::{AnyPool, Row};
+use tokio::sync::OnceCell;
+
+use crate::ids;
+
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot connect to the database: {0}")]
+    Connect(#[source] sqlx::Error),
+    #[error("database migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("database query failed: {0}")]
+    Query(#[from] sqlx::Error),
+    #[error("tenant {0:?} already exists")]
+    TenantExists(String),
+    #[error("tenant {0:?} does not exist (create it with `portcullis tenants create {0}`)")]
+    TenantNotFound(String),
+    #[error("API key {0:?} does not exist")]
+    KeyNotFound(String),
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+    #[error(transparent)]
+    Random(#[from] ids::RandomError),
+}
+
+impl StoreError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            StoreError::Connect(_) => "store_unavailable",
+            StoreError::Migrate(_) => "store_migration_failed",
+            StoreError::Query(_) => "store_query_failed",
+            StoreError::TenantExists(_) => "tenant_exists",
+            StoreError::TenantNotFound(_) => "tenant_not_found",
+            StoreError::KeyNotFound(_) => "key_not_found",
+            StoreError::Corrupt(_) => "store_corrupt",
+            StoreError::Random(e) => e.code(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Tenant {
+    pub id: String,
+    pub name: String,
+    pub created_at: i64,
+}
+
+/// An API key as stored: never the secret, only its hash and a display prefix.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ApiKeyRecord {
+    pub id: String,
+    pub tenant_id: String,
+    pub tenant: String,
+    pub name: String,
+    pub prefix: String,
+    #[serde(skip)]
+    pub key_hash: String,
+    /// Model names or globs this key may use; empty means every routed model.
+    pub allowed_models: Vec<String>,
+    pub created_at: i64,
+    pub expires_at: Option<i64>,
+    pub revoked_at: Option<i64>,
+}
+
+pub struct NewApiKey<'a> {
+    pub tenant: &'a str,
+    pub name: &'a str,
+    pub prefix: &'a str,
+    pub key_hash: &'a str,
+    pub allowed_models: &'a [String],
+    pub expires_at: Option<i64>,
+}
+
+/// Whether a revoke call changed anything: revoking twice is not an error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Revoked {
+    Now,
+    Already,
+}
+
+pub struct Store {
+    url: String,
+    backend: Backend,
+    max_connections: u32,
+    connect_timeout: Duration,
+    // Opened on first use, inside whichever tokio runtime asks first: sqlx spawns pool
+    // maintenance tasks, and pingora's runtimes only exist after `run_forever`.
+    pool: OnceCell<AnyPool>,
+}
+
+pub fn now_millis() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+const KEY_COLUMNS: &str = "k.id, k.tenant_id, t.name AS tenant, k.name, k.prefix, k.key_hash, \
+     k.allowed_models, k.created_at, k.expires_at, k.revoked_at";
+
+impl Store {
+    pub fn new(url: &str, max_connections: u32, connect_timeout: Duration) -> Store {
+        let backend = if url.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else {
+            Backend::Postgres
+        };
+        Store {
+            url: sqlite_create_if_missing(url),
+            backend,
+            max_connections,
+            connect_timeout,
+            pool: OnceCell::new(),
+        }
+    }
+
+    pub fn from_config(db: &crate::config::DatabaseConfig) -> Store {
+        Store::new(&db.url, db.max_connections, db.connect_timeout)
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    async fn pool(&self) -> Result<&AnyPool, StoreError> {
+        self.pool
+            .get_or_try_init(|| async {
+                static DRIVERS: Once = Once::new();
+                DRIVERS.call_once(sqlx::any::install_default_drivers);
+                AnyPoolOptions::new()
+                    .max_connections(self.max_connections)
+                    .acquire_timeout(self.connect_timeout)
+                    .connect(&self.url)
+                    .await
+                    .map_err(StoreError::Connect)
+            })
+            .await
+    }
+
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        let pool = self.pool().await?;
+        match self.backend {
+            Backend::Sqlite => SQLITE_MIGRATIONS.run(pool).await?,
+            Backend::Postgres => POSTGRES_MIGRATIONS.run(pool).await?,
+        }
+        Ok(())
+    }
+
+    /// Cheap reachability check for `/readyz`.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(self.pool().await?).await?;
+        Ok(())
+    }
+
+    pub async fn close(&self) {
+        if let Some(pool) = self.pool.get() {
+            pool.close().await;
+        }
+    }
+
+    pub async fn create_tenant(&self, name: &str) -> Result<Tenant, StoreError> {
+        let tenant = Tenant {
+            id: ids::new_id("ten")?,
+            name: name.to_string(),
+            created_at: now_millis(),
+        };
+        let result = sqlx::query("INSERT INTO tenants (id, name, created_at) VALUES ($1, $2, $3)")
+            .bind(&tenant.id)
+            .bind(&tenant.name)
+            .bind(tenant.created_at)
+            .execute(self.pool().await?)
+            .await;
+        match result {
+            Ok(_) => Ok(tenant),
+            Err(e) if is_unique_violation(&e) => Err(StoreError::TenantExists(name.to_string())),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    pub async fn list_tenants(&self) -> Result<Vec<Tenant>, StoreError> {
+        let rows = sqlx::query("SELECT id, name, created_at FROM tenants ORDER BY name")
+            .fetch_all(self.pool().await?)
+            .await?;
+        rows.iter().map(tenant_from_row).collect()
+    }
+
+    pub async fn tenant_by_name(&self, name: &str) -> Result<Option<Tenant>, StoreError> {
+        let row = sqlx::query("SELECT id, name, created_at FROM tenants WHERE name = $1")
+            .bind(name)
+            .fetch_optional(self.pool().await?)
+            .await?;
+        row.as_ref().map(tenant_from_row).transpose()
+    }
+
+    pub async fn create_api_key(&self, new: NewApiKey<'_>) -> Result<ApiKeyRecord, StoreError> {
+        let tenant = self
+            .tenant_by_name(new.tenant)
+            .await?
+            .ok_or_else(|| StoreError::TenantNotFound(new.tenant.to_string()))?;
+        let record = ApiKeyRecord {
+            id: ids::new_id("key")?,
+            tenant_id: tenant.id,
+            tenant: tenant.name,
+            name: new.name.to_string(),
+            prefix: new.prefix.to_string(),
+            key_hash: new.key_hash.to_string(),
+            allowed_models: new.allowed_models.to_vec(),
+            created_at: now_millis(),
+            expires_at: new.expires_at,
+            revoked_at: None,
+        };
+        let models = serde_json::to_string(&record.allowed_models)
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        sqlx::query(
+            "INSERT INTO api_keys (id, tenant_id, name, prefix, key_hash, allowed_models, \
+             created_at, expires_at, revoked_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, NULL)",
+        )
+        .bind(&record.id)
+        .bind(&record.tenant_id)
+        .bind(&record.name)
+        .bind(&record.prefix)
+        .bind(&record.key_hash)
+        .bind(models)
+        .bind(record.created_at)
+        .bind(record.expires_at)
+        .execute(self.pool().await?)
+        .await?;
+        Ok(record)
+    }
+
+    pub async fn list_api_keys(
+        &self,
+        tenant: Option<&str>,
+    ) -> Result<Vec<ApiKeyRecord>, StoreError> {
+        let pool = self.pool().await?;
+        let rows = match tenant {
+            Some(name) => {
+                if self.tenant_by_name(name).await?.is_none() {
+                    return Err(StoreError::TenantNotFound(name.to_string()));
+                }
+                sqlx::query(&format!(
+                    "SELECT {KEY_COLUMNS} FROM api_keys k JOIN tenants t ON t.id = k.tenant_id \
+                     WHERE t.name = $1 ORDER BY k.created_at, k.id"
+                ))
+                .bind(name)
+                .fetch_all(pool)
+                .await?
+            }
+            None => {
+                sqlx::query(&format!(
+                    "SELECT {KEY_COLUMNS} FROM api_keys k JOIN tenants t ON t.id = k.tenant_id \
+                     ORDER BY t.name, k.created_at, k.id"
+                ))
+                .fetch_all(pool)
+                .await?
+            }
+        };
+        rows.iter().map(key_from_row).collect()
+    }
+
+    pub async fn find_api_key_by_hash(
+        &self,
+        key_hash: &str,
+    ) -> Result<Option<ApiKeyRecord>, StoreError> {
+        let row = sqlx::query(&format!(
+            "SELECT {KEY_COLUMNS} FROM api_keys k JOIN tenants t ON t.id = k.tenant_id \
+             WHERE k.key_hash = $1"
+        ))
+        .bind(key_hash)
+        .fetch_optional(self.pool().await?)
+        .await?;
+        row.as_ref().map(key_from_row).transpose()
+    }
+
+    pub async fn revoke_api_key(&self, id: &str) -> Result<Revoked, StoreError> {
+        let pool = self.pool().await?;
+        let done =
+            sqlx::query("UPDATE api_keys SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
+                .bind(now_millis())
+                .bind(id)
+                .execute(pool)
+                .await?;
+        if done.rows_affected() > 0 {
+            return Ok(Revoked::Now);
+        }
+        let exists = sqlx::query("SELECT id FROM api_keys WHERE id = $1")
+            .bind(id)
+            .fetch_optional(pool)
+            .await?;
+        match exists {
+            Some(_) => Ok(Revoked::Already),
+            None => Err(StoreError::KeyNotFound(id.to_string())),
+        }
+    }
+}
+
+/// sqlx's SQLite driver refuses to create a missing file unless asked; the embedded default
+/// should just work, so ask for read-write-create unless the URL already chose a mode.
+fn sqlite_create_if_missing(url: &str) -> String {
+    if !url.starts_with("sqlite:") || url.contains("mode=") || url.contains(":memory:") {
+        return url.to_string();
+    }
+    let sep = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{sep}mode=rwc")
+}
+
+fn is_unique_violation(e: &sqlx::Error) -> bool {
+    e.as_database_error()
+        .is_some_and(|d| d.is_unique_violation())
+}
+
+fn tenant_from_row(row: &AnyRow) -> Result<Tenant, StoreError> {
+    Ok(Tenant {
+        id: row.try_get("id")?,
+        name: row.try_get("name")?,
+        created_at: row.try_get("created_at")?,
+    })
+}
+
+fn key_from_row(row: &AnyRow) -> Result<ApiKeyRecord, StoreError> {
+    let models: String = row.try_get("allowed_models")?;
+    let allowed_models = serde_json::from_str(&models)
+        .map_err(|e| StoreError::Corrupt(format!("api_keys.allowed_models: {e}")))?;
+    Ok(ApiKeyRecord {
+        id: row.try_get("id")?,
+        tenant_id: row.try_get("tenant_id")?,
+        tenant: row.try_get("tenant")?,
+        name: row.try_get("name")?,
+        prefix: row.try_get("prefix")?,
+        key_hash: row.try_get("key_hash")?,
+        allowed_models,
+        created_at: row.try_get("created_at")?,
+        expires_at: row.try_get("expires_at")?,
+        revoked_at: row.try_get("revoked_at")?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqlite_urls_get_create_mode() {
+        assert_eq!(
+            sqlite_create_if_missing("sqlite://p.db"),
+            "sqlite://p.db?mode=rwc"
+        );
+        assert_eq!(
+            sqlite_create_if_missing("sqlite://p.db?x=1"),
+            "sqlite://p.db?x=1&mode=rwc"
+        );
+        assert_eq!(
+            sqlite_create_if_missing("sqlite://p.db?mode=ro"),
+            "sqlite://p.db?mode=ro"
+        );
+        assert_eq!(
+            sqlite_create_if_missing("postgres://h/db"),
+            "postgres://h/db"
+        );
+    }
+}

@@ -1,0 +1,164 @@
+//! Every Prometheus metric Portcullis exports, in one place. Names are
+//! `portcullis_<what>_<unit>`. Labels are bounded: routes and providers come from config,
+//! models are the route's pattern (never a free-form client string), tenants from the store.
+
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+};
+
+/// Latency buckets from 0.5 ms to 5 min: gateway overhead lives at the bottom, long
+/// completions at the top.
+const LATENCY_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+    60.0, 120.0, 300.0,
+];
+const OVERHEAD_BUCKETS: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
+];
+
+#[derive(Debug, thiserror::Error)]
+#[error("metrics error: {0}")]
+pub struct MetricsError(#[from] prometheus::Error);
+
+impl MetricsError {
+    pub fn code(&self) -> &'static str {
+        "metrics_error"
+    }
+}
+
+pub struct Metrics {
+    registry: Registry,
+    pub requests: IntCounterVec,
+    pub request_duration: HistogramVec,
+    pub upstream_duration: HistogramVec,
+    pub stream_first_byte: HistogramVec,
+    pub gateway_overhead: HistogramVec,
+    pub upstream_errors: IntCounterVec,
+    pub auth_failures: IntCounterVec,
+    pub in_flight: IntGauge,
+}
+
+impl Metrics {
+    pub fn new() -> Result<Metrics, MetricsError> {
+        let registry = Registry::new();
+        let requests = IntCounterVec::new(
+            Opts::new(
+                "portcullis_requests_total",
+                "Data-plane requests by route, model, status and tenant.",
+            ),
+            &["route", "model", "status", "tenant"],
+        )?;
+        let request_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "portcullis_request_duration_seconds",
+                "Total time from request to last response byte.",
+            )
+            .buckets(LATENCY_BUCKETS.to_vec()),
+            &["route"],
+        )?;
+        let upstream_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "portcullis_upstream_duration_seconds",
+                "Time spent waiting on the provider, from sending the request to its last byte.",
+            )
+            .buckets(LATENCY_BUCKETS.to_vec()),
+            &["provider"],
+        )?;
+        let stream_first_byte = HistogramVec::new(
+            HistogramOpts::new(
+                "portcullis_stream_first_byte_seconds",
+                "Streaming requests: time from request to the first body byte sent to the client.",
+            )
+            .buckets(LATENCY_BUCKETS.to_vec()),
+            &["provider"],
+        )?;
+        let gateway_overhead = HistogramVec::new(
+            HistogramOpts::new(
+                "portcullis_gateway_overhead_seconds",
+                "Time added by the gateway: total request time minus upstream time.",
+            )
+            .buckets(OVERHEAD_BUCKETS.to_vec()),
+            &["route"],
+        )?;
+        let upstream_errors = IntCounterVec::new(
+            Opts::new(
+                "portcullis_upstream_errors_total",
+                "Failed upstream calls by provider and kind (connect, timeout, protocol, resolve).",
+            ),
+            &["provider", "kind"],
+        )?;
+        let auth_failures = IntCounterVec::new(
+            Opts::new(
+                "portcullis_auth_failures_total",
+                "Rejected authentication attempts by reason (the error code).",
+            ),
+            &["reason"],
+        )?;
+        let in_flight = IntGauge::new(
+            "portcullis_requests_in_flight",
+            "Data-plane requests currently being served.",
+        )?;
+        registry.register(Box::new(requests.clone()))?;
+        registry.register(Box::new(request_duration.clone()))?;
+        registry.register(Box::new(upstream_duration.clone()))?;
+        registry.register(Box::new(stream_first_byte.clone()))?;
+        registry.register(Box::new(gateway_overhead.clone()))?;
+        registry.register(Box::new(upstream_errors.clone()))?;
+        registry.register(Box::new(auth_failures.clone()))?;
+        registry.register(Box::new(in_flight.clone()))?;
+        Ok(Metrics {
+            registry,
+            requests,
+            request_duration,
+            upstream_duration,
+            stream_first_byte,
+            gateway_overhead,
+            upstream_errors,
+            auth_failures,
+            in_flight,
+        })
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> Result<Vec<u8>, MetricsError> {
+        let mut buf = Vec::with_capacity(16 * 1024);
+        TextEncoder::new().encode(&self.registry.gather(), &mut buf)?;
+        Ok(buf)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_metric_is_prefixed_and_rendered() {
+        let m = Metrics::new().unwrap();
+        m.requests
+            .with_label_values(&["chat_completions", "gpt-4o", "200", "acme"])
+            .inc();
+        m.request_duration
+            .with_label_values(&["chat_completions"])
+            .observe(0.01);
+        m.upstream_duration
+            .with_label_values(&["openai"])
+            .observe(0.01);
+        m.stream_first_byte
+            .with_label_values(&["openai"])
+            .observe(0.01);
+        m.gateway_overhead
+            .with_label_values(&["chat_completions"])
+            .observe(0.0002);
+        m.upstream_errors
+            .with_label_values(&["openai", "connect"])
+            .inc();
+        m.auth_failures
+            .with_label_values(&["invalid_api_key"])
+            .inc();
+        let text = String::from_utf8(m.render().unwrap()).unwrap();
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            assert!(line.starts_with("portcullis_"), "{line}");
+        }
+        assert!(text.contains("portcullis_requests_total{model=\"gpt-4o\",route=\"chat_completions\",status=\"200\",tenant=\"acme\"} 1"));
+    }
+}
