@@ -60,11 +60,12 @@ pub fn serve(config: Config) -> Result<(), ServeError> {
     let keys = KeyVerifier::new(&config.auth, store.clone());
     let gateway = Gateway::new(config.clone(), keys, metrics.clone())?;
 
-    let mut conf = ServerConf::default();
-    conf.threads = config.server.threads;
-    conf.grace_period_seconds = Some(config.server.grace_period.as_secs());
-    conf.graceful_shutdown_timeout_seconds =
-        Some(config.server.graceful_shutdown_timeout.as_secs());
+    let conf = ServerConf {
+        threads: config.server.threads,
+        grace_period_seconds: Some(config.server.grace_period.as_secs()),
+        graceful_shutdown_timeout_seconds: Some(config.server.graceful_shutdown_timeout.as_secs()),
+        ..ServerConf::default()
+    };
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
 

@@ -335,9 +335,9 @@ impl RawConfig {
                         }
                     };
                     match (base_url, api_key) {
-                        (Some(base_url), Some(api_key)) => Some(ProviderKind::OpenAi(
+                        (Some(base_url), Some(api_key)) => Some(ProviderKind::OpenAi(Box::new(
                             OpenAiProvider::new(base_url, api_key, timeouts),
-                        )),
+                        ))),
                         _ => None,
                     }
                 }

@@ -18,7 +18,7 @@ pub struct Provider {
 #[derive(Debug)]
 pub enum ProviderKind {
     /// Any OpenAI-compatible HTTP API (OpenAI, Azure-compatible endpoints, vLLM, Ollama…).
-    OpenAi(OpenAiProvider),
+    OpenAi(Box<OpenAiProvider>),
     /// The built-in deterministic demo provider: answers locally, no network, no secret.
     Mock(MockProvider),
 }
