@@ -620,3 +620,37 @@ async fn admin_listener_serves_health_readiness_and_metrics() {
         assert!(metrics.contains(name), "{name} missing");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gateway_runs_on_postgres() {
+    let db = support::postgres::TempDatabase::create().await;
+    let body = "[[providers]]\nname = \"demo\"\nkind = \"mock\"\n[[routes]]\nmodel = \"*\"\nprovider = \"demo\"\n";
+    let gw = TestGateway::start_with_database(body, "", "", Some(&db.url));
+    gw.create_tenant("acme");
+    let key = gw.create_key("acme", &[])["key"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let http = reqwest::Client::new();
+    for _ in 0..3 {
+        let resp = http
+            .post(gw.url("/v1/chat/completions"))
+            .bearer_auth(&key)
+            .json(&chat_body("demo"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+    }
+    let ready: Value = http
+        .get(gw.admin_url("/readyz"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(ready["status"], "ready");
+    drop(gw);
+    db.drop_database().await;
+}

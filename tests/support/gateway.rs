@@ -32,14 +32,26 @@ impl TestGateway {
     /// `body` holds the providers, routes and any extra tables; server/admin/database are
     /// filled in here. `server_extra` lines go into the [server] table.
     pub fn start(body: &str, server_extra: &str, auth_extra: &str) -> TestGateway {
+        Self::start_with_database(body, server_extra, auth_extra, None)
+    }
+
+    /// As [`TestGateway::start`], on the given database URL instead of a fresh SQLite file.
+    pub fn start_with_database(
+        body: &str,
+        server_extra: &str,
+        auth_extra: &str,
+        database_url: Option<&str>,
+    ) -> TestGateway {
         let dir = tempfile::tempdir().unwrap();
         let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        let db = dir.path().join("portcullis.db");
+        let db = match database_url {
+            Some(url) => url.to_string(),
+            None => format!("sqlite://{}", dir.path().join("portcullis.db").display()),
+        };
         let config = format!(
             "[server]\nlisten = \"{addr}\"\nthreads = 2\ngrace_period_seconds = 0\ngraceful_shutdown_timeout_seconds = 1\n{server_extra}\n\
-             [admin]\nlisten = \"{admin}\"\n[database]\nurl = \"sqlite://{}\"\n[auth]\n{auth_extra}\n{body}",
-            db.display()
+             [admin]\nlisten = \"{admin}\"\n[database]\nurl = \"{db}\"\n[auth]\n{auth_extra}\n{body}"
         );
         let config_path = dir.path().join("config.toml");
         std::fs::write(&config_path, config).unwrap();
