@@ -1,0 +1,82 @@
+//! End-to-end: the official `openai` Python package against the real gateway binary and an
+//! in-process mock upstream. The interpreter is $PORTCULLIS_PYTHON, else a virtual environment
+//! at target/e2e-venv that this test creates (from tests/e2e/requirements.txt, via PyPI) the
+//! first time. Missing Python is a failure, not a skip.
+
+// Integration tests: panicking on a broken setup is the right failure.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::Value;
+use support::gateway::TestGateway;
+use support::mock_upstream::MockUpstream;
+
+fn python() -> PathBuf {
+    if let Some(p) = std::env::var_os("PORTCULLIS_PYTHON") {
+        return PathBuf::from(p);
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let venv = root.join("target").join("e2e-venv");
+    let python = venv.join("bin").join("python");
+    let requirements = root.join("tests/e2e/requirements.txt");
+    let stamp = venv.join("requirements.installed");
+    let wanted = std::fs::read_to_string(&requirements).unwrap();
+    if std::fs::read_to_string(&stamp).ok().as_deref() == Some(wanted.as_str()) {
+        return python;
+    }
+    let status = Command::new("python3").args(["-m", "venv"]).arg(&venv).status()
+        .expect("python3 is required for the openai SDK end-to-end test");
+    assert!(status.success(), "python3 -m venv failed (Debian: apt-get install python3-venv)");
+    let status = Command::new(&python)
+        .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "-r"])
+        .arg(&requirements)
+        .status()
+        .unwrap();
+    assert!(status.success(), "pip install -r tests/e2e/requirements.txt failed");
+    std::fs::write(&stamp, wanted).unwrap();
+    python
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn official_openai_python_sdk_works_through_the_gateway() {
+    let upstream = MockUpstream::start().await;
+    let body = format!(
+        "[[providers]]\nname = \"up\"\nkind = \"openai\"\nbase_url = \"{}\"\napi_key = \"env:PORTCULLIS_TEST_UPSTREAM_KEY\"\n\
+         [[providers]]\nname = \"demo\"\nkind = \"mock\"\n\
+         [[routes]]\nmodel = \"demo\"\nprovider = \"demo\"\n[[routes]]\nmodel = \"mock-*\"\nprovider = \"up\"\n",
+        upstream.base_url()
+    );
+    let gw = TestGateway::start(&body, "", "");
+    gw.create_tenant("acme");
+    let key = gw.create_key("acme", &[])["key"].as_str().unwrap().to_string();
+
+    let python = python();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/e2e/openai_sdk.py");
+    // The SDK call blocks; run it off the runtime that serves the mock upstream.
+    let base_url = gw.url("/v1");
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(python)
+            .arg(script)
+            .env("PORTCULLIS_BASE_URL", base_url)
+            .env("PORTCULLIS_KEY", key)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "openai SDK script failed:\n{stdout}\n{}\ngateway log:\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        gw.log()
+    );
+    let summary: Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(summary["chat"], "Hello from the mock upstream.");
+    assert_eq!(summary["stream_chunks"], 21);
+    assert_eq!(summary["errors"], "ok");
+}
