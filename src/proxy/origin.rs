@@ -105,15 +105,12 @@ pub async fn handle(
     // Read and check the body.
     let body = read_body(session, gw.config.server.max_body_bytes).await?;
     ctx.request.body_bytes = body.len();
-    let mut json: Value =
-        serde_json::from_slice(&body).map_err(|e| GatewayError::InvalidJson(e.to_string()))?;
-    let object = json.as_object_mut().ok_or(GatewayError::BodyNotObject)?;
-    let model = object
-        .get("model")
-        .and_then(Value::as_str)
-        .ok_or(GatewayError::MissingModel)?
-        .to_string();
-    ctx.request.stream = object.get("stream").and_then(Value::as_bool) == Some(true);
+    let ParsedRequest {
+        mut json,
+        model,
+        stream,
+    } = parse_request(&body)?;
+    ctx.request.stream = stream;
     ctx.request.model = Some(model.clone());
 
     // Route, then check the caller may use what it asked for.
@@ -135,7 +132,7 @@ pub async fn handle(
     // Forward the client's bytes untouched unless the route renames the model.
     let upstream_body = match &route.upstream_model {
         Some(upstream_model) => {
-            object.insert("model".into(), Value::String(upstream_model.clone()));
+            json["model"] = Value::String(upstream_model.clone());
             Bytes::from(json.to_string())
         }
         None => body,
@@ -169,6 +166,32 @@ pub async fn handle(
             .await
         }
     }
+}
+
+/// The parts of an LLM request body the gateway needs before routing.
+#[derive(Debug)]
+pub struct ParsedRequest {
+    pub json: Value,
+    pub model: String,
+    pub stream: bool,
+}
+
+/// Parses and checks an LLM request body: a JSON object with a string `model`.
+pub fn parse_request(body: &[u8]) -> Result<ParsedRequest, GatewayError> {
+    let json: Value =
+        serde_json::from_slice(body).map_err(|e| GatewayError::InvalidJson(e.to_string()))?;
+    let object = json.as_object().ok_or(GatewayError::BodyNotObject)?;
+    let model = object
+        .get("model")
+        .and_then(Value::as_str)
+        .ok_or(GatewayError::MissingModel)?
+        .to_string();
+    let stream = object.get("stream").and_then(Value::as_bool) == Some(true);
+    Ok(ParsedRequest {
+        json,
+        model,
+        stream,
+    })
 }
 
 /// Reads the whole request body, refusing it as soon as it passes `limit` bytes.
