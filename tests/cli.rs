@@ -24,7 +24,12 @@ fn config(dir: &std::path::Path) -> std::path::PathBuf {
 }
 
 fn run(config: &std::path::Path, args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(BIN).args(args).arg("--config").arg(config).output().unwrap();
+    let out = Command::new(BIN)
+        .args(args)
+        .arg("--config")
+        .arg(config)
+        .output()
+        .unwrap();
     (
         out.status.success(),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -43,8 +48,17 @@ fn check_config_lists_every_problem_and_fails() {
     .unwrap();
     let (ok, _, err) = run(&path, &["check-config"]);
     assert!(!ok);
-    for key in ["server.listen", "database.url", "providers[0].base_url", "providers[0].api_key", "routes"] {
-        assert!(err.contains(&format!("  - {key}: ")), "{key} not reported in:\n{err}");
+    for key in [
+        "server.listen",
+        "database.url",
+        "providers[0].base_url",
+        "providers[0].api_key",
+        "routes",
+    ] {
+        assert!(
+            err.contains(&format!("  - {key}: ")),
+            "{key} not reported in:\n{err}"
+        );
     }
     assert!(!err.contains("sk-plain"));
 
@@ -76,7 +90,11 @@ fn config_path_comes_from_the_environment_when_no_flag_is_given() {
         .current_dir(dir.path())
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["ok"], true);
 }
@@ -93,7 +111,22 @@ fn tenants_and_keys_lifecycle() {
     assert!(!ok);
     assert!(err.contains("already exists"), "{err}");
 
-    let (ok, out, _) = run(&cfg, &["keys", "create", "--tenant", "acme", "--name", "app", "--expires-in", "90d", "--models", "gpt-4o*,demo", "--json"]);
+    let (ok, out, _) = run(
+        &cfg,
+        &[
+            "keys",
+            "create",
+            "--tenant",
+            "acme",
+            "--name",
+            "app",
+            "--expires-in",
+            "90d",
+            "--models",
+            "gpt-4o*,demo",
+            "--json",
+        ],
+    );
     assert!(ok);
     let created: Value = serde_json::from_str(&out).unwrap();
     for field in ["id", "key", "tenant", "prefix"] {
@@ -102,13 +135,19 @@ fn tenants_and_keys_lifecycle() {
     let secret = created["key"].as_str().unwrap();
     assert!(secret.starts_with("pc_") && secret.len() == 46);
     assert!(secret.starts_with(created["prefix"].as_str().unwrap()));
-    assert_eq!(created["allowed_models"], serde_json::json!(["gpt-4o*", "demo"]));
+    assert_eq!(
+        created["allowed_models"],
+        serde_json::json!(["gpt-4o*", "demo"])
+    );
     assert!(created["expires_at"].as_i64().unwrap() > created["created_at"].as_i64().unwrap());
 
     let (ok, out, _) = run(&cfg, &["keys", "list", "--tenant", "acme"]);
     assert!(ok);
     assert!(out.contains(created["prefix"].as_str().unwrap()));
-    assert!(!out.contains(&secret[3..]), "a listing must never show the secret");
+    assert!(
+        !out.contains(&secret[3..]),
+        "a listing must never show the secret"
+    );
     let (_, json_list, _) = run(&cfg, &["keys", "list", "--json"]);
     assert!(!json_list.contains(&secret[3..]));
     assert!(!json_list.contains("key_hash"));
@@ -126,13 +165,23 @@ fn tenants_and_keys_lifecycle() {
     let (ok, _, err) = run(&cfg, &["keys", "create", "--tenant", "ghost"]);
     assert!(!ok);
     assert!(err.contains("tenant \"ghost\" does not exist"), "{err}");
-    let (ok, _, err) = run(&cfg, &["keys", "create", "--tenant", "acme", "--expires-in", "soon"]);
+    let (ok, _, err) = run(
+        &cfg,
+        &["keys", "create", "--tenant", "acme", "--expires-in", "soon"],
+    );
     assert!(!ok);
     assert!(err.contains("soon"), "{err}");
 
     let (ok, out, _) = run(&cfg, &["tenants", "list", "--json"]);
     assert!(ok);
-    assert_eq!(serde_json::from_str::<Value>(&out).unwrap().as_array().unwrap().len(), 1);
+    assert_eq!(
+        serde_json::from_str::<Value>(&out)
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
 }
 
 #[test]

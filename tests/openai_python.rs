@@ -28,15 +28,31 @@ fn python() -> PathBuf {
     if std::fs::read_to_string(&stamp).ok().as_deref() == Some(wanted.as_str()) {
         return python;
     }
-    let status = Command::new("python3").args(["-m", "venv"]).arg(&venv).status()
+    let status = Command::new("python3")
+        .args(["-m", "venv"])
+        .arg(&venv)
+        .status()
         .expect("python3 is required for the openai SDK end-to-end test");
-    assert!(status.success(), "python3 -m venv failed (Debian: apt-get install python3-venv)");
+    assert!(
+        status.success(),
+        "python3 -m venv failed (Debian: apt-get install python3-venv)"
+    );
     let status = Command::new(&python)
-        .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "-r"])
+        .args([
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "-r",
+        ])
         .arg(&requirements)
         .status()
         .unwrap();
-    assert!(status.success(), "pip install -r tests/e2e/requirements.txt failed");
+    assert!(
+        status.success(),
+        "pip install -r tests/e2e/requirements.txt failed"
+    );
     std::fs::write(&stamp, wanted).unwrap();
     python
 }
@@ -52,7 +68,10 @@ async fn official_openai_python_sdk_works_through_the_gateway() {
     );
     let gw = TestGateway::start(&body, "", "");
     gw.create_tenant("acme");
-    let key = gw.create_key("acme", &[])["key"].as_str().unwrap().to_string();
+    let key = gw.create_key("acme", &[])["key"]
+        .as_str()
+        .unwrap()
+        .to_string();
 
     let python = python();
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/e2e/openai_sdk.py");
