@@ -2,9 +2,11 @@
 //! and stream the provider's answer back to the client chunk by chunk, as it arrives.
 //! Status codes and error bodies pass through unchanged; hop-by-hop headers do not.
 
+use std::future::Future;
+use std::task::{Context, Poll, Waker};
 use std::time::Instant;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use pingora::http::ResponseHeader;
 use pingora::prelude::HttpPeer;
 use pingora::protocols::http::client::HttpSession;
@@ -87,10 +89,12 @@ pub async fn forward(
     }
 
     upstream.set_read_timeout(Some(provider.timeouts.idle));
+    let mut next = upstream.read_response_body().await;
     loop {
-        match upstream.read_response_body().await {
+        match next {
             Ok(Some(chunk)) => {
                 ctx.timing.first_byte.get_or_insert_with(Instant::now);
+                let (chunk, after) = take_ready(&mut upstream, chunk);
                 ctx.outcome.response_bytes += chunk.len();
                 if let Err(e) = session.write_response_body(Some(chunk), false).await {
                     // The client left: drop the upstream connection so the provider stops
@@ -98,6 +102,10 @@ pub async fn forward(
                     upstream.shutdown().await;
                     return Err(client_gone(ctx, e));
                 }
+                next = match after {
+                    Some(outcome) => outcome,
+                    None => upstream.read_response_body().await,
+                };
             }
             Ok(None) => break,
             Err(e) => {
@@ -119,6 +127,39 @@ pub async fn forward(
         .write_response_body(None, true)
         .await
         .map_err(|e| client_gone(ctx, e))
+}
+
+/// Most bytes merged into one client write.
+const COALESCE_LIMIT: usize = 64 * 1024;
+
+/// After a chunk has arrived, merges every further chunk that is *already* readable — without
+/// waiting — so a burst of SSE events costs one client write instead of one per event. The
+/// first chunk is never delayed. When the read that stopped the merge ended the body or failed,
+/// that outcome is returned for the caller to handle next.
+fn take_ready(
+    upstream: &mut HttpSession,
+    first: Bytes,
+) -> (Bytes, Option<pingora::Result<Option<Bytes>>>) {
+    let mut merged: Option<BytesMut> = None;
+    let mut cx = Context::from_waker(Waker::noop());
+    loop {
+        if merged.as_ref().map_or(first.len(), BytesMut::len) >= COALESCE_LIMIT {
+            break;
+        }
+        // Polled once with a no-op waker: a pending read is dropped before it consumed
+        // anything (pingora's body readers commit their state before awaiting I/O).
+        let poll = std::pin::pin!(upstream.read_response_body()).poll(&mut cx);
+        match poll {
+            Poll::Ready(Ok(Some(more))) => merged
+                .get_or_insert_with(|| BytesMut::from(&first[..]))
+                .extend_from_slice(&more),
+            Poll::Ready(outcome) => {
+                return (merged.map_or(first, BytesMut::freeze), Some(outcome));
+            }
+            Poll::Pending => break,
+        }
+    }
+    (merged.map_or(first, BytesMut::freeze), None)
 }
 
 /// Sends the request and reads the response header: `Err((error, reused))` tells whether the
