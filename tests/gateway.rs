@@ -96,8 +96,29 @@ impl Setup {
             .unwrap()
     }
 
+    async fn metrics(&self) -> String {
+        let resp = self
+            .http
+            .get(self.gw.admin_url("/metrics"))
+            .send()
+            .await
+            .unwrap();
+        resp.text().await.unwrap()
+    }
+
     async fn chat(&self, body: Value) -> reqwest::Response {
-        self.post("/v1/chat/completions", body.to_string()).await
+        self.chat_as(&self.key, body).await
+    }
+
+    async fn chat_as(&self, key: &str, body: Value) -> reqwest::Response {
+        let url = self.gw.url("/v1/chat/completions");
+        self.http
+            .post(url)
+            .bearer_auth(key)
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
     }
 }
 
@@ -110,8 +131,23 @@ async fn error_of(resp: reqwest::Response) -> (u16, Value) {
     (status, body)
 }
 
+async fn assert_error(resp: reqwest::Response, status: u16, code: &str) {
+    let (actual, body) = error_of(resp).await;
+    assert_eq!(
+        (actual, body["error"]["code"].as_str()),
+        (status, Some(code)),
+        "{body}"
+    );
+}
+
 fn chat_body(model: &str) -> Value {
     json!({"model": model, "messages": [{"role": "user", "content": "Say hello"}]})
+}
+
+fn stream_body(model: &str) -> Value {
+    let mut body = chat_body(model);
+    body["stream"] = json!(true);
+    body
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -157,8 +193,7 @@ async fn non_streaming_chat_reaches_the_provider_with_its_key_only() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn streaming_events_arrive_one_by_one() {
     let s = setup().await;
-    let mut body = chat_body("mock-slow-stream");
-    body["stream"] = json!(true);
+    let body = stream_body("mock-slow-stream");
     let start = Instant::now();
     let resp = s.chat(body).await;
     assert_eq!(resp.status(), 200);
@@ -190,8 +225,7 @@ async fn streaming_events_arrive_one_by_one() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fast_stream_is_complete_and_ordered() {
     let s = setup().await;
-    let mut body = chat_body("mock-fast");
-    body["stream"] = json!(true);
+    let body = stream_body("mock-fast");
     let text = s.chat(body).await.text().await.unwrap();
     let tokens: Vec<String> = text
         .split("\n\n")
@@ -212,38 +246,37 @@ async fn fast_stream_is_complete_and_ordered() {
 async fn bad_requests_get_openai_shaped_errors() {
     let s = setup_with("max_body_bytes = 4096", "").await;
 
-    let (status, body) = error_of(s.post("/v1/chat/completions", "{not json").await).await;
-    assert_eq!(
-        (status, body["error"]["code"].as_str()),
-        (400, Some("invalid_json"))
-    );
+    assert_error(
+        s.post("/v1/chat/completions", "{not json").await,
+        400,
+        "invalid_json",
+    )
+    .await;
 
-    let (status, body) =
-        error_of(s.post("/v1/chat/completions", r#"{"messages": []}"#).await).await;
-    assert_eq!(
-        (status, body["error"]["code"].as_str()),
-        (400, Some("missing_model"))
-    );
+    assert_error(
+        s.post("/v1/chat/completions", r#"{"messages": []}"#).await,
+        400,
+        "missing_model",
+    )
+    .await;
 
-    let (status, body) = error_of(s.post("/v1/chat/completions", "[1,2]").await).await;
-    assert_eq!(
-        (status, body["error"]["code"].as_str()),
-        (400, Some("invalid_body"))
-    );
+    assert_error(
+        s.post("/v1/chat/completions", "[1,2]").await,
+        400,
+        "invalid_body",
+    )
+    .await;
 
-    let (status, body) = error_of(s.chat(chat_body("no-such-model")).await).await;
-    assert_eq!(
-        (status, body["error"]["code"].as_str()),
-        (404, Some("model_not_found"))
-    );
+    assert_error(
+        s.chat(chat_body("no-such-model")).await,
+        404,
+        "model_not_found",
+    )
+    .await;
 
     let big =
         json!({"model": "mock-json", "messages": [{"role": "user", "content": "x".repeat(5000)}]});
-    let (status, body) = error_of(s.chat(big).await).await;
-    assert_eq!(
-        (status, body["error"]["code"].as_str()),
-        (413, Some("request_too_large"))
-    );
+    assert_error(s.chat(big).await, 413, "request_too_large").await;
 
     let resp = s
         .http
@@ -253,17 +286,9 @@ async fn bad_requests_get_openai_shaped_errors() {
         .await
         .unwrap();
     assert_eq!(resp.headers().get("allow").unwrap(), "POST");
-    let (status, body) = error_of(resp).await;
-    assert_eq!(
-        (status, body["error"]["code"].as_str()),
-        (405, Some("method_not_allowed"))
-    );
+    assert_error(resp, 405, "method_not_allowed").await;
 
-    let (status, body) = error_of(s.post("/v1/nope", "{}").await).await;
-    assert_eq!(
-        (status, body["error"]["code"].as_str()),
-        (404, Some("unknown_url"))
-    );
+    assert_error(s.post("/v1/nope", "{}").await, 404, "unknown_url").await;
 
     // The gateway is still healthy after all of that.
     assert_eq!(s.chat(chat_body("mock-json")).await.status(), 200);
@@ -277,11 +302,7 @@ async fn body_over_the_cap_without_content_length_is_refused() {
         (0..10).map(|_| Ok(vec![b' '; 1000])).collect();
     let body = reqwest::Body::wrap_stream(futures_util::stream::iter(chunks));
     let resp = s.post("/v1/chat/completions", body).await;
-    let (status, body) = error_of(resp).await;
-    assert_eq!(
-        (status, body["error"]["code"].as_str()),
-        (413, Some("request_too_large"))
-    );
+    assert_error(resp, 413, "request_too_large").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -322,33 +343,27 @@ async fn upstream_errors_pass_through_faithfully() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refused_upstream_is_502_and_slow_upstream_is_504() {
     let s = setup().await;
-    let (status, body) = error_of(s.chat(chat_body("refused")).await).await;
-    assert_eq!(
-        (status, body["error"]["code"].as_str()),
-        (502, Some("upstream_unreachable"))
-    );
+    assert_error(
+        s.chat(chat_body("refused")).await,
+        502,
+        "upstream_unreachable",
+    )
+    .await;
 
     let start = Instant::now();
-    let (status, body) = error_of(s.chat(chat_body("mock-slow")).await).await;
-    assert_eq!(
-        (status, body["error"]["code"].as_str()),
-        (504, Some("upstream_timeout"))
-    );
+    assert_error(
+        s.chat(chat_body("mock-slow")).await,
+        504,
+        "upstream_timeout",
+    )
+    .await;
     assert!(
         start.elapsed() < Duration::from_millis(2900),
         "timeout not applied: {:?}",
         start.elapsed()
     );
 
-    let metrics = s
-        .http
-        .get(s.gw.admin_url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = s.metrics().await;
     assert!(
         metrics.contains(r#"portcullis_upstream_errors_total{kind="connect",provider="down"} 1"#),
         "{metrics}"
@@ -362,8 +377,7 @@ async fn refused_upstream_is_502_and_slow_upstream_is_504() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_disconnect_mid_stream_cancels_the_upstream_request() {
     let s = setup().await;
-    let mut body = chat_body("mock-endless");
-    body["stream"] = json!(true);
+    let body = stream_body("mock-endless");
     let resp = s.chat(body).await;
     assert_eq!(resp.status(), 200);
     let mut stream = resp.bytes_stream();
@@ -387,23 +401,14 @@ async fn client_disconnect_mid_stream_cancels_the_upstream_request() {
     }
     // Nothing panicked: the gateway still serves, and recorded the hang-up as 499.
     assert_eq!(s.chat(chat_body("mock-json")).await.status(), 200);
-    let metrics = s
-        .http
-        .get(s.gw.admin_url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = s.metrics().await;
     assert!(metrics.contains(r#"status="499""#), "{metrics}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upstream_breaking_off_mid_stream_cuts_the_client_response() {
     let mut s = setup().await;
-    let mut body = chat_body("mock-disconnect");
-    body["stream"] = json!(true);
+    let body = stream_body("mock-disconnect");
     let resp = s.chat(body).await;
     assert_eq!(resp.status(), 200);
     // The client must see an incomplete body, never a clean end that looks like success.
@@ -482,14 +487,7 @@ async fn every_auth_failure_has_its_own_code() {
         code(post(Some(restricted_key.clone())).await.unwrap()).await,
         (403, "model_not_allowed".into())
     );
-    let ok = s
-        .http
-        .post(s.gw.url("/v1/chat/completions"))
-        .bearer_auth(&restricted_key)
-        .json(&chat_body("gpt-test"))
-        .send()
-        .await
-        .unwrap();
+    let ok = s.chat_as(&restricted_key, chat_body("gpt-test")).await;
     assert_eq!(ok.status(), 200);
     let models: Value = s
         .http
@@ -542,15 +540,7 @@ async fn every_auth_failure_has_its_own_code() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
-    let metrics = s
-        .http
-        .get(s.gw.admin_url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = s.metrics().await;
     for reason in [
         "missing_api_key",
         "malformed_api_key",
@@ -573,25 +563,10 @@ async fn secrets_never_appear_in_logs_metrics_or_errors() {
     let s = setup().await;
     assert_eq!(s.chat(chat_body("mock-json")).await.status(), 200);
     let wrong = format!("{}X", &s.key[..s.key.len() - 1]);
-    let resp = s
-        .http
-        .post(s.gw.url("/v1/chat/completions"))
-        .bearer_auth(&wrong)
-        .json(&chat_body("mock-json"))
-        .send()
-        .await
-        .unwrap();
+    let resp = s.chat_as(&wrong, chat_body("mock-json")).await;
     let error = resp.text().await.unwrap();
     assert!(!error.contains(&wrong[3..]), "{error}");
-    let metrics = s
-        .http
-        .get(s.gw.admin_url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = s.metrics().await;
     assert!(metrics.contains("portcullis_requests_total{model=\"mock-*\",route=\"chat_completions\",status=\"200\",tenant=\"acme\"} 1"), "{metrics}");
     for text in [s.gw.log(), metrics, error] {
         assert!(!text.contains(&s.key[3..]), "the API key leaked");
