@@ -95,6 +95,16 @@ fn content_text(content: &Value, out: &mut String) {
     }
 }
 
+/// The text of a required prompt field (string or array) and how many items it holds.
+fn required_text(body: &Value, field: &str) -> Result<(String, usize), String> {
+    let value = body
+        .get(field)
+        .ok_or_else(|| format!("Missing required parameter: '{field}'."))?;
+    let mut text = String::new();
+    content_text(value, &mut text);
+    Ok((text, value.as_array().map_or(1, Vec::len)))
+}
+
 fn reply_text(kind: &str, items: usize, last: &str) -> String {
     let words = last.split_whitespace().count();
     format!(
@@ -184,12 +194,7 @@ fn completion(
     created: u64,
     stream: bool,
 ) -> Result<MockResponse, String> {
-    let prompt_value = body
-        .get("prompt")
-        .ok_or("Missing required parameter: 'prompt'.")?;
-    let mut prompt = String::new();
-    content_text(prompt_value, &mut prompt);
-    let items = prompt_value.as_array().map_or(1, Vec::len);
+    let (prompt, items) = required_text(body, "prompt")?;
     let text = reply_text("completion", items, &prompt);
     let usage = usage_json(estimate_tokens(&prompt), estimate_tokens(&text));
     let id = format!("cmpl-{id}");
@@ -277,12 +282,7 @@ fn responses(
     created: u64,
     stream: bool,
 ) -> Result<MockResponse, String> {
-    let input = body
-        .get("input")
-        .ok_or("Missing required parameter: 'input'.")?;
-    let mut prompt = String::new();
-    content_text(input, &mut prompt);
-    let items = input.as_array().map_or(1, Vec::len);
+    let (prompt, items) = required_text(body, "input")?;
     let text = reply_text("response", items, &prompt);
     let (input_tokens, output_tokens) = (estimate_tokens(&prompt), estimate_tokens(&text));
     let usage = json!({"input_tokens": input_tokens, "output_tokens": output_tokens,
