@@ -629,3 +629,28 @@ async fn gateway_runs_on_postgres() {
     drop(gw);
     db.drop_database().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_connections_are_pooled_and_reused() {
+    let s = setup().await;
+    for _ in 0..20 {
+        assert_eq!(s.chat(chat_body("mock-json")).await.status(), 200);
+        let text = s
+            .chat(stream_body("mock-stream"))
+            .await
+            .text()
+            .await
+            .unwrap();
+        assert!(text.ends_with("data: [DONE]\n\n"));
+    }
+    let connections = s
+        .upstream
+        .state
+        .connections
+        .load(std::sync::atomic::Ordering::Relaxed);
+    // 40 sequential requests; a gateway without keep-alive would open 40 connections.
+    assert!(
+        connections <= 4,
+        "{connections} upstream connections for 40 requests"
+    );
+}

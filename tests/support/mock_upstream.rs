@@ -54,6 +54,8 @@ pub struct MockState {
     /// Streams that ended because the client went away.
     pub cancelled_streams: AtomicUsize,
     pub finished_streams: AtomicUsize,
+    /// TCP connections accepted: shows whether the gateway reuses pooled connections.
+    pub connections: AtomicUsize,
 }
 
 impl MockState {
@@ -85,6 +87,7 @@ impl MockUpstream {
                     continue;
                 };
                 let _ = stream.set_nodelay(true);
+                accept_state.connections.fetch_add(1, Ordering::Relaxed);
                 let state = accept_state.clone();
                 tokio::spawn(async move {
                     let service = hyper::service::service_fn(move |req| handle(req, state.clone()));
