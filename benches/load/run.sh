@@ -1,0 +1,126 @@
+#!/usr/bin/env bash
+# Load recipe: requests/s and p50/p99 latency through the gateway vs. direct to the upstream.
+#
+#   bash benches/load/run.sh            # DURATION=15 CONNECTIONS=32 SKIP_BUILD=1 to tune
+#
+# Layout on a 2-core machine: the gateway alone on core 0 (one worker thread); the mock
+# upstream and wrk share core 1. Everything talks over 127.0.0.1 and stops by itself.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+DURATION=${DURATION:-15}
+WARMUP=${WARMUP:-3}
+CONNECTIONS=${CONNECTIONS:-32}
+UP_PORT=${UP_PORT:-28000}
+GW_PORT=${GW_PORT:-28080}
+ADMIN_PORT=${ADMIN_PORT:-28090}
+
+command -v wrk >/dev/null || { echo "wrk is required: apt-get install -y wrk" >&2; exit 1; }
+command -v taskset >/dev/null || { echo "taskset is required: apt-get install -y util-linux" >&2; exit 1; }
+
+if [ "${SKIP_BUILD:-0}" != 1 ]; then
+  cargo build --release --locked --bin portcullis --example mock_upstream
+fi
+BIN=target/release/portcullis
+UPSTREAM=target/release/examples/mock_upstream
+
+work=$(mktemp -d)
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+wait_port() {
+  for _ in $(seq 1 100); do
+    (echo >"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+    sleep 0.1
+  done
+  echo "nothing listens on 127.0.0.1:$1" >&2
+  exit 1
+}
+
+cat >"$work/config.toml" <<TOML
+[server]
+listen = "127.0.0.1:$GW_PORT"
+threads = 1
+[admin]
+listen = "127.0.0.1:$ADMIN_PORT"
+[database]
+url = "sqlite://$work/bench.db"
+[logging]
+level = "warn"
+[[providers]]
+name = "upstream"
+kind = "openai"
+base_url = "http://127.0.0.1:$UP_PORT/v1"
+api_key = "env:BENCH_UPSTREAM_KEY"
+[[routes]]
+model = "*"
+provider = "upstream"
+TOML
+export BENCH_UPSTREAM_KEY=bench-upstream-key
+
+"$BIN" tenants create bench --config "$work/config.toml" >/dev/null
+PORTCULLIS_KEY=$("$BIN" keys create --tenant bench --json --config "$work/config.toml" \
+  | python3 -c 'import json,sys; print(json.load(sys.stdin)["key"])')
+export PORTCULLIS_KEY
+
+taskset -c 1 "$UPSTREAM" --listen "127.0.0.1:$UP_PORT" 2>"$work/upstream.log" &
+pids+=($!)
+taskset -c 0 "$BIN" serve --config "$work/config.toml" 2>"$work/gateway.log" &
+pids+=($!)
+wait_port "$UP_PORT"
+wait_port "$GW_PORT"
+
+# One request of each kind first: a broken setup fails here, not as a page of wrk errors.
+for stream in false true; do
+  code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$GW_PORT/v1/chat/completions" \
+    -H "Authorization: Bearer $PORTCULLIS_KEY" -H 'Content-Type: application/json' \
+    -d "{\"model\":\"bench-model\",\"stream\":$stream,\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}")
+  [ "$code" = 200 ] || { echo "smoke request (stream=$stream) got HTTP $code" >&2; cat "$work/gateway.log" >&2; exit 1; }
+done
+
+results=()
+run() { # name port stream [connections]
+  local name=$1 port=$2 stream=$3 conns=${4:-$CONNECTIONS} out
+  export BENCH_STREAM=$stream
+  taskset -c 1 wrk -t1 -c"$conns" -d"${WARMUP}s" -s benches/load/chat.lua \
+    "http://127.0.0.1:$port/v1/chat/completions" >/dev/null
+  out=$(taskset -c 1 wrk -t1 -c"$conns" -d"${DURATION}s" --latency -s benches/load/chat.lua \
+    "http://127.0.0.1:$port/v1/chat/completions")
+  if grep -q "Non-2xx\|Socket errors" <<<"$out"; then
+    echo "$out" >&2
+    echo "run '$name' had errors" >&2
+    exit 1
+  fi
+  local rps p50 p99
+  rps=$(awk '/^Requests\/sec/ {print $2}' <<<"$out")
+  p50=$(awk '$1 == "50%" {print $2}' <<<"$out")
+  p99=$(awk '$1 == "99%" {print $2}' <<<"$out")
+  results+=("$name $rps $p50 $p99")
+}
+
+run direct-json "$UP_PORT" false
+run gateway-json "$GW_PORT" false
+run direct-sse "$UP_PORT" true
+run gateway-sse "$GW_PORT" true
+# One connection: no queueing, so the latency difference is the hop itself.
+run direct-json-c1 "$UP_PORT" false 1
+run gateway-json-c1 "$GW_PORT" false 1
+
+echo
+echo "wrk -t1 -c$CONNECTIONS (-c1 for *-c1) -d${DURATION}s; gateway on core 0 (1 thread), upstream + wrk on core 1"
+printf '%-14s %12s %10s %10s\n' scenario req/s p50 p99
+for r in "${results[@]}"; do
+  # shellcheck disable=SC2086
+  printf '%-14s %12s %10s %10s\n' $r
+done
+python3 - "${results[@]}" <<'PY'
+import sys
+rows = {r.split()[0]: float(r.split()[1]) for r in sys.argv[1:]}
+for kind in ("json", "sse", "json-c1"):
+    print(f"gateway/direct throughput ({kind}): {rows[f'gateway-{kind}'] / rows[f'direct-{kind}']:.2f}")
+PY
