@@ -170,10 +170,6 @@ fn execute(cli: Cli) -> Result<(), CliError> {
             store.migrate().await?;
             match cmd {
                 TenantsCommand::Create { name } => {
-                    let name = name.trim().to_string();
-                    if name.is_empty() {
-                        return Err(StoreError::TenantNotFound(String::new()).into());
-                    }
                     let tenant = store.create_tenant(&name).await?;
                     print(cli.json, json!(tenant), || {
                         format!("created tenant {} ({})", tenant.name, tenant.id)

@@ -110,6 +110,9 @@ fn tenants_and_keys_lifecycle() {
     let (ok, _, err) = run(&cfg, &["tenants", "create", "acme"]);
     assert!(!ok);
     assert!(err.contains("already exists"), "{err}");
+    let (ok, _, err) = run(&cfg, &["tenants", "create", "not valid"]);
+    assert!(!ok);
+    assert!(err.contains("invalid tenant name"), "{err}");
 
     let (ok, out, _) = run(
         &cfg,

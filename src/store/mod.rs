@@ -24,6 +24,8 @@ pub enum StoreError {
     Query(#[from] sqlx::Error),
     #[error("tenant {0:?} already exists")]
     TenantExists(String),
+    #[error("invalid tenant name {0:?}: use 1 to 64 letters, digits, '.', '_' or '-'")]
+    InvalidTenantName(String),
     #[error("tenant {0:?} does not exist (create it with `portcullis tenants create {0}`)")]
     TenantNotFound(String),
     #[error("API key {0:?} does not exist")]
@@ -41,6 +43,7 @@ impl StoreError {
             StoreError::Migrate(_) => "store_migration_failed",
             StoreError::Query(_) => "store_query_failed",
             StoreError::TenantExists(_) => "tenant_exists",
+            StoreError::InvalidTenantName(_) => "invalid_tenant_name",
             StoreError::TenantNotFound(_) => "tenant_not_found",
             StoreError::KeyNotFound(_) => "key_not_found",
             StoreError::Corrupt(_) => "store_corrupt",
@@ -157,7 +160,14 @@ impl Store {
     pub async fn migrate(&self) -> Result<(), StoreError> {
         let pool = self.pool().await?;
         match self.backend {
-            Backend::Sqlite => SQLITE_MIGRATIONS.run(pool).await?,
+            Backend::Sqlite => {
+                // WAL lets the running gateway read while the CLI writes. The mode is stored
+                // in the database file, and cannot be changed inside a migration transaction.
+                sqlx::query("PRAGMA journal_mode = WAL")
+                    .execute(pool)
+                    .await?;
+                SQLITE_MIGRATIONS.run(pool).await?
+            }
             Backend::Postgres => POSTGRES_MIGRATIONS.run(pool).await?,
         }
         Ok(())
@@ -176,6 +186,9 @@ impl Store {
     }
 
     pub async fn create_tenant(&self, name: &str) -> Result<Tenant, StoreError> {
+        if !is_valid_tenant_name(name) {
+            return Err(StoreError::InvalidTenantName(name.to_string()));
+        }
         let tenant = Tenant {
             id: ids::new_id("ten")?,
             name: name.to_string(),
@@ -321,6 +334,14 @@ fn sqlite_create_if_missing(url: &str) -> String {
     format!("{url}{sep}mode=rwc")
 }
 
+/// Tenant names appear in metrics labels, logs and URLs: keep them plain.
+pub fn is_valid_tenant_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
 fn is_unique_violation(e: &sqlx::Error) -> bool {
     e.as_database_error()
         .is_some_and(|d| d.is_unique_violation())
@@ -355,6 +376,15 @@ fn key_from_row(row: &AnyRow) -> Result<ApiKeyRecord, StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tenant_names() {
+        assert!(is_valid_tenant_name("acme-corp_1.eu"));
+        assert!(!is_valid_tenant_name(""));
+        assert!(!is_valid_tenant_name("a b"));
+        assert!(!is_valid_tenant_name("acme\"}"));
+        assert!(!is_valid_tenant_name(&"a".repeat(65)));
+    }
 
     #[test]
     fn sqlite_urls_get_create_mode() {
