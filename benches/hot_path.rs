@@ -65,6 +65,7 @@ fn key_verification(c: &mut Criterion) {
                 key_hash: &key.hash,
                 allowed_models: &[],
                 expires_at: None,
+                guardrail_policy: None,
             })
             .await
             .unwrap();

@@ -49,14 +49,36 @@ pub enum Command {
     /// Manage API keys.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Scan JSONL `{"id","text"}` from stdin with the guardrails; one JSONL line of findings
+    /// per input on stdout (UTF-8 byte offsets, end exclusive).
+    Scan {
+        /// Report the types this policy acts on (default: guardrails.default_policy).
+        #[arg(long)]
+        policy: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
 pub enum TenantsCommand {
     /// Create a tenant.
-    Create { name: String },
+    Create {
+        name: String,
+        /// Guardrail policy for the tenant's requests (default: guardrails.default_policy).
+        #[arg(long)]
+        policy: Option<String>,
+    },
     /// List tenants.
     List,
+    /// Set the guardrail policy of a tenant (takes effect within auth.key_cache_ttl_ms).
+    SetPolicy {
+        name: String,
+        /// A policy from [guardrails.policies] (or the built-in "default").
+        #[arg(required_unless_present = "unset")]
+        policy: Option<String>,
+        /// Use guardrails.default_policy again.
+        #[arg(long, conflicts_with = "policy")]
+        unset: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -85,6 +107,9 @@ pub struct KeysCreate {
     /// Comma-separated model names or globs this key may use (default: all routed models).
     #[arg(long, value_delimiter = ',')]
     pub models: Vec<String>,
+    /// Guardrail policy for this key, overriding its tenant's.
+    #[arg(long)]
+    pub policy: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -101,6 +126,10 @@ pub enum CliError {
     Runtime(std::io::Error),
     #[error(transparent)]
     Random(#[from] crate::ids::RandomError),
+    #[error("--policy: {name:?} is not a guardrail policy of this config; defined: {defined}")]
+    UnknownPolicy { name: String, defined: String },
+    #[error("scan: {0}")]
+    Scan(String),
 }
 
 impl CliError {
@@ -112,6 +141,8 @@ impl CliError {
             CliError::Models(_) => "invalid_models",
             CliError::Runtime(_) => "runtime_failed",
             CliError::Random(e) => e.code(),
+            CliError::UnknownPolicy { .. } => "unknown_policy",
+            CliError::Scan(_) => "scan_failed",
         }
     }
 }
@@ -136,6 +167,8 @@ pub fn run(cli: Cli) -> ExitCode {
 
 fn execute(cli: Cli) -> Result<(), CliError> {
     let config = Config::load(&cli.config)?;
+    // For the async blocks below, which must not take the config itself.
+    let settings = &config;
     match cli.command {
         Command::CheckConfig => {
             print(cli.json, json!({"ok": true, "config": cli.config}), || {
@@ -154,6 +187,24 @@ fn execute(cli: Cli) -> Result<(), CliError> {
             });
             Ok(())
         }
+        Command::Scan { policy } => {
+            let guardrails = &config.guardrails;
+            let policy = match policy.as_deref() {
+                Some(name) => known_policy(&config, name)?,
+                None => guardrails.default_policy.clone(),
+            };
+            let stdin = std::io::stdin().lock();
+            let stdout = std::io::stdout().lock();
+            let summary = crate::guard::scan::scan_jsonl(&guardrails.engine, &policy, stdin, stdout)
+                .map_err(|e| CliError::Scan(e.to_string()))?;
+            if summary.invalid > 0 {
+                return Err(CliError::Scan(format!(
+                    "{} of {} input line(s) were invalid (their output lines carry an \"error\")",
+                    summary.invalid, summary.lines
+                )));
+            }
+            Ok(())
+        }
         Command::Serve => {
             crate::telemetry::init_tracing(&config.logging);
             crate::server::serve(config)?;
@@ -169,21 +220,41 @@ fn execute(cli: Cli) -> Result<(), CliError> {
         Command::Tenants(cmd) => with_store(&config, |store| async move {
             store.migrate().await?;
             match cmd {
-                TenantsCommand::Create { name } => {
-                    let tenant = store.create_tenant(&name).await?;
+                TenantsCommand::Create { name, policy } => {
+                    if let Some(policy) = &policy {
+                        known_policy(settings, policy)?;
+                    }
+                    let mut tenant = store.create_tenant(&name).await?;
+                    if policy.is_some() {
+                        tenant = store.set_tenant_policy(&name, policy.as_deref()).await?;
+                    }
                     print(cli.json, json!(tenant), || {
                         format!("created tenant {} ({})", tenant.name, tenant.id)
+                    });
+                }
+                TenantsCommand::SetPolicy { name, policy, .. } => {
+                    if let Some(policy) = &policy {
+                        known_policy(settings, policy)?;
+                    }
+                    let tenant = store.set_tenant_policy(&name, policy.as_deref()).await?;
+                    print(cli.json, json!(tenant), || match &tenant.guardrail_policy {
+                        Some(p) => format!("tenant {} now uses guardrail policy {p}", tenant.name),
+                        None => format!("tenant {} now uses guardrails.default_policy", tenant.name),
                     });
                 }
                 TenantsCommand::List => {
                     let tenants = store.list_tenants().await?;
                     print(cli.json, json!(tenants), || {
-                        let mut out = format!("{:<24} {:<22} {}", "NAME", "ID", "CREATED");
+                        let mut out = format!(
+                            "{:<24} {:<22} {:<16} {}",
+                            "NAME", "ID", "POLICY", "CREATED"
+                        );
                         for t in &tenants {
                             out.push_str(&format!(
-                                "\n{:<24} {:<22} {}",
+                                "\n{:<24} {:<22} {:<16} {}",
                                 t.name,
                                 t.id,
+                                t.guardrail_policy.as_deref().unwrap_or("(default)"),
                                 format_time(t.created_at)
                             ));
                         }
@@ -199,6 +270,9 @@ fn execute(cli: Cli) -> Result<(), CliError> {
                 store.migrate().await?;
                 match cmd {
                     KeysCommand::Create(args) => {
+                        if let Some(policy) = &args.policy {
+                            known_policy(settings, policy)?;
+                        }
                         create_key(&store, &hasher, args, cli.json).await?
                     }
                     KeysCommand::List { tenant } => {
@@ -251,12 +325,14 @@ async fn create_key(
             key_hash: &generated.hash,
             allowed_models: &models,
             expires_at,
+            guardrail_policy: args.policy.as_deref(),
         })
         .await?;
     let out = json!({
         "id": record.id, "key": generated.secret, "tenant": record.tenant, "prefix": record.prefix,
         "name": record.name, "allowed_models": record.allowed_models,
         "created_at": record.created_at, "expires_at": record.expires_at,
+        "guardrail_policy": record.guardrail_policy,
     });
     print(json_out, out, || {
         format!(
@@ -307,6 +383,22 @@ fn format_time(millis: i64) -> String {
 }
 
 /// Runs one async store operation on a small runtime, then closes the pool cleanly.
+/// The named policy, or an error listing the defined ones.
+fn known_policy(
+    config: &Config,
+    name: &str,
+) -> Result<std::sync::Arc<guardrails::policy::Policy>, CliError> {
+    config
+        .guardrails
+        .policies
+        .get(name)
+        .cloned()
+        .ok_or_else(|| CliError::UnknownPolicy {
+            name: name.to_string(),
+            defined: config.guardrails.policy_names().join(", "),
+        })
+}
+
 fn with_store<F, Fut>(config: &Config, f: F) -> Result<(), CliError>
 where
     F: FnOnce(std::sync::Arc<Store>) -> Fut,

@@ -2,12 +2,14 @@
 //!
 //! Read it in the order a request travels: [`proxy`] (pingora phases) → [`auth`] →
 //! [`routing`] → [`providers`] → back out through [`proxy`] → [`logging`]. Start-up lives in
-//! [`cli`] and [`server`]; [`config`] validates `config.toml`; [`store`] keeps tenants and keys.
+//! [`cli`] and [`server`]; [`config`] validates `config.toml`; [`store`] keeps tenants and keys;
+//! [`guard`] runs the guardrails over requests and answers.
 
 pub mod admin;
 pub mod auth;
 pub mod cli;
 pub mod config;
+pub mod guard;
 pub mod ids;
 pub mod logging;
 pub mod providers;

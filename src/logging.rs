@@ -1,5 +1,6 @@
 //! The `logging` phase: the ONE place that turns a finished request's context into metrics and
-//! the access log line. (Audit records and token settlement will be emitted here too.)
+//! the access log line, guardrail findings included. (Audit records and token settlement will
+//! be emitted here too.)
 
 use pingora::proxy::Session;
 use pingora::Error;
@@ -72,6 +73,20 @@ pub fn record(metrics: &Metrics, session: &Session, error: Option<&Error>, ctx: 
         metrics.auth_failures.with_label_values(&[code]).inc();
     }
 
+    let report = &ctx.guard.report;
+    for ((direction, entity, action), count) in &report.counts {
+        metrics
+            .guardrail_findings
+            .with_label_values(&[entity.name(), action.name(), direction.name()])
+            .inc_by(u64::from(*count));
+    }
+    for (direction, action) in &report.financial_advice {
+        metrics
+            .guardrail_findings
+            .with_label_values(&["FINANCIAL_ADVICE", action.name(), direction.name()])
+            .inc();
+    }
+
     // The access log: identifiers and outcomes only — never keys, prompts or responses.
     tracing::info!(
         target: "portcullis::access",
@@ -87,6 +102,8 @@ pub fn record(metrics: &Metrics, session: &Session, error: Option<&Error>, ctx: 
         error_code = ctx.outcome.error_code.unwrap_or(""),
         upstream_error = ctx.outcome.upstream_error.unwrap_or(""),
         stream = ctx.request.stream,
+        guardrail_policy = ctx.guard.policy.as_ref().map_or("", |p| p.name.as_str()),
+        guardrail_findings = %findings_summary(report),
         request_bytes = ctx.request.body_bytes,
         response_bytes = ctx.outcome.response_bytes,
         total_ms = total.as_secs_f64() * 1000.0,
@@ -94,4 +111,20 @@ pub fn record(metrics: &Metrics, session: &Session, error: Option<&Error>, ctx: 
         error = error.map(|e| e.to_string()).unwrap_or_default(),
         "request"
     );
+}
+
+/// `request:EMAIL:redact=2 response:API_SECRET:block=1`: types, actions and counts, no values.
+fn findings_summary(report: &guardrails::policy::Report) -> String {
+    let mut parts: Vec<String> = report
+        .counts
+        .iter()
+        .map(|((d, t, a), n)| format!("{}:{}:{}={n}", d.name(), t.name(), a.name()))
+        .collect();
+    parts.extend(
+        report
+            .financial_advice
+            .iter()
+            .map(|(d, a)| format!("{}:FINANCIAL_ADVICE:{}=1", d.name(), a.name())),
+    );
+    parts.join(" ")
 }

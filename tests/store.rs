@@ -25,6 +25,7 @@ fn new_key<'a>(
         key_hash: hash,
         allowed_models: models,
         expires_at,
+        guardrail_policy: None,
     }
 }
 
@@ -116,6 +117,29 @@ async fn conformance(store: &Store, reopen: impl Fn() -> Store) {
         .unwrap()
         .revoked_at
         .is_some());
+
+    // Guardrail policies: a tenant's, and a key's own that overrides it.
+    assert_eq!(acme.guardrail_policy, None);
+    let set = store.set_tenant_policy("beta", Some("strict")).await.unwrap();
+    assert_eq!(set.guardrail_policy.as_deref(), Some("strict"));
+    let found = store.find_api_key_by_hash("hash-2").await.unwrap().unwrap();
+    assert_eq!(found.guardrail_policy, None);
+    assert_eq!(found.tenant_guardrail_policy.as_deref(), Some("strict"));
+    let own = NewApiKey {
+        guardrail_policy: Some("lenient"),
+        ..new_key("beta", "hash-3", &[], None)
+    };
+    let k3 = store.create_api_key(own).await.unwrap();
+    let found = store.find_api_key_by_hash("hash-3").await.unwrap().unwrap();
+    assert_eq!(found, k3);
+    assert_eq!(found.guardrail_policy.as_deref(), Some("lenient"));
+    assert_eq!(found.tenant_guardrail_policy.as_deref(), Some("strict"));
+    let cleared = store.set_tenant_policy("beta", None).await.unwrap();
+    assert_eq!(cleared.guardrail_policy, None);
+    assert!(matches!(
+        store.set_tenant_policy("nope", Some("strict")).await,
+        Err(StoreError::TenantNotFound(_))
+    ));
 
     // Everything is durable: a fresh connection pool sees it.
     let again = reopen();

@@ -190,6 +190,10 @@ fn principal(record: &ApiKeyRecord) -> Principal {
             .iter()
             .filter_map(|m| ModelPattern::parse(m).ok())
             .collect(),
+        guardrail_policy: record
+            .guardrail_policy
+            .clone()
+            .or_else(|| record.tenant_guardrail_policy.clone()),
     }
 }
 

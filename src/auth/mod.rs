@@ -20,6 +20,8 @@ pub struct Principal {
     pub tenant: String,
     /// Empty means every routed model.
     pub allowed_models: Arc<[ModelPattern]>,
+    /// The guardrail policy named by the key, else by its tenant; `None`: the config default.
+    pub guardrail_policy: Option<String>,
 }
 
 impl Principal {

@@ -2,6 +2,7 @@
 //! [`Config`]. Validation collects *every* problem with its key path, so an operator fixes a
 //! broken file in one pass instead of one error per restart.
 
+mod guardrails;
 mod raw;
 mod secret;
 
@@ -10,6 +11,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use guardrails::{GuardrailsConfig, BUILTIN_POLICY};
 pub use raw::RawConfig;
 pub use secret::{Secret, SecretRef};
 
@@ -67,6 +69,7 @@ pub struct Config {
     pub auth: AuthConfig,
     pub router: Router,
     pub logging: LoggingConfig,
+    pub guardrails: GuardrailsConfig,
 }
 
 #[derive(Debug, Clone)]
@@ -128,7 +131,8 @@ impl Config {
             path: path.to_path_buf(),
             message: e.to_string().trim_end().replace('\n', "\n  "),
         })?;
-        raw.validate().map_err(|problems| ConfigError::Invalid {
+        let dir = path.parent().unwrap_or(Path::new("."));
+        raw.validate(dir).map_err(|problems| ConfigError::Invalid {
             path: path.to_path_buf(),
             problems,
         })
@@ -177,7 +181,8 @@ impl Problems {
 
 impl RawConfig {
     /// Check every field; return all problems or the validated config.
-    pub fn validate(self) -> Result<Config, Vec<Problem>> {
+    /// `config_dir` anchors relative paths in the file (rule packs).
+    pub fn validate(self, config_dir: &Path) -> Result<Config, Vec<Problem>> {
         let mut p = Problems::default();
 
         let listen = p.socket_addr("server.listen", &self.server.listen);
@@ -246,10 +251,14 @@ impl RawConfig {
             );
         }
 
+        let guardrails = guardrails::validate(&self.guardrails, config_dir, &mut p);
+
         if !p.0.is_empty() {
             return Err(p.0);
         }
-        let (Some(listen), Some(admin_listen)) = (listen, admin_listen) else {
+        let (Some(listen), Some(admin_listen), Some(guardrails)) =
+            (listen, admin_listen, guardrails)
+        else {
             return Err(p.0);
         };
         Ok(Config {
@@ -281,6 +290,7 @@ impl RawConfig {
                 format,
                 level: self.logging.level,
             },
+            guardrails,
         })
     }
 

@@ -1,6 +1,8 @@
 //! The config file exactly as written. Every table rejects unknown keys so a typo is an error,
 //! not a silently ignored setting.
 
+use std::collections::BTreeMap;
+
 use serde::Deserialize;
 
 #[derive(Debug, Deserialize)]
@@ -20,6 +22,8 @@ pub struct RawConfig {
     pub providers: Vec<RawProvider>,
     #[serde(default)]
     pub routes: Vec<RawRoute>,
+    #[serde(default)]
+    pub guardrails: RawGuardrails,
 }
 
 #[derive(Debug, Deserialize)]
@@ -149,4 +153,34 @@ pub struct RawRoute {
     pub model: String,
     pub provider: String,
     pub upstream_model: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawGuardrails {
+    pub default_policy: String,
+    pub stream_holdback_bytes: u64,
+    pub max_response_bytes: u64,
+    pub rule_packs: Vec<String>,
+    pub policies: BTreeMap<String, RawPolicy>,
+}
+
+impl Default for RawGuardrails {
+    fn default() -> Self {
+        RawGuardrails {
+            default_policy: "default".into(),
+            stream_holdback_bytes: 256,
+            max_response_bytes: 32 * 1024 * 1024,
+            rule_packs: Vec::new(),
+            policies: BTreeMap::new(),
+        }
+    }
+}
+
+/// Entity type (or `default`, or `FINANCIAL_ADVICE`) → action, per direction.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawPolicy {
+    pub request: BTreeMap<String, String>,
+    pub response: BTreeMap<String, String>,
 }

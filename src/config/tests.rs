@@ -120,3 +120,73 @@ fn the_shipped_config_is_valid() {
     let c = Config::load(&path).unwrap();
     assert!(c.router.route("gpt-4o-mini").is_some());
 }
+
+#[test]
+fn without_a_guardrails_section_the_builtin_policy_redacts_everything() {
+    use ::guardrails::policy::Action;
+    let c = parse(MINIMAL).unwrap();
+    let policy = c.guardrails.policy(None).unwrap();
+    assert_eq!(policy.name, "default");
+    for t in ::guardrails::EntityType::ALL {
+        assert_eq!(policy.request.action(t), Action::Redact, "{t}");
+        assert_eq!(policy.response.action(t), Action::Redact, "{t}");
+    }
+    assert_eq!(policy.request.financial_advice, Action::Log);
+    assert!(c.guardrails.policy(Some("missing")).is_none());
+}
+
+#[test]
+fn guardrail_policies_are_validated_with_key_paths() {
+    let text = format!(
+        r#"{MINIMAL}
+[guardrails]
+default_policy = "nope"
+stream_holdback_bytes = 0
+[guardrails.policies.p.request]
+default = "redact"
+EMAIL = "pseudonymize"
+CARD = "block"
+FINANCIAL_ADVICE = "redact"
+[guardrails.policies.p.response]
+EMAIL = "pseudonymize"
+PHONE = "shred"
+"#
+    );
+    let err = parse(&text).unwrap_err().to_string();
+    for expected in [
+        "guardrails.default_policy: \"nope\" is not a policy; defined: default, p",
+        "guardrails.stream_holdback_bytes: must be greater than 0",
+        "guardrails.policies.p.request.CARD: unknown entity type",
+        "guardrails.policies.p.request.FINANCIAL_ADVICE: FINANCIAL_ADVICE labels a whole text",
+        "guardrails.policies.p.response.EMAIL: pseudonymize applies to requests only",
+        "guardrails.policies.p.response.PHONE: unknown action \"shred\"",
+    ] {
+        assert!(err.contains(expected), "missing {expected:?} in:\n{err}");
+    }
+}
+
+#[test]
+fn a_policy_lists_actions_per_direction() {
+    use ::guardrails::policy::Action;
+    use ::guardrails::EntityType;
+    let text = format!(
+        r#"{MINIMAL}
+[guardrails]
+default_policy = "p"
+[guardrails.policies.p.request]
+default = "log"
+API_SECRET = "block"
+[guardrails.policies.p.response]
+FINANCIAL_ADVICE = "block"
+"#
+    );
+    let c = parse(&text).unwrap();
+    let p = c.guardrails.policy(None).unwrap();
+    assert_eq!(p.name, "p");
+    assert_eq!(p.request.action(EntityType::ApiSecret), Action::Block);
+    assert_eq!(p.request.action(EntityType::Email), Action::Log);
+    assert_eq!(p.request.financial_advice, Action::Off);
+    assert_eq!(p.response.action(EntityType::Email), Action::Off);
+    assert_eq!(p.response.financial_advice, Action::Block);
+    assert!(c.guardrails.has_policy("default"), "the built-in one stays available");
+}

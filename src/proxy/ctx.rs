@@ -5,6 +5,7 @@ use std::net::IpAddr;
 use std::time::Instant;
 
 use crate::auth::Principal;
+use crate::guard::GuardState;
 use crate::providers::Endpoint;
 
 #[derive(Debug)]
@@ -15,6 +16,8 @@ pub struct RequestCtx {
     /// Set by the authenticate phase.
     pub principal: Option<Principal>,
     pub request: RequestInfo,
+    /// Set by the guard phase: the policy, this request's pseudonyms, what was found.
+    pub guard: GuardState,
     pub outcome: Outcome,
 }
 
@@ -74,6 +77,7 @@ impl RequestCtx {
                 route: "unknown",
                 ..RequestInfo::default()
             },
+            guard: GuardState::default(),
             outcome: Outcome::default(),
         }
     }

@@ -43,6 +43,15 @@ pub enum GatewayError {
     UpstreamProtocol { provider: String },
     #[error("Internal gateway error (request {request_id}).")]
     Internal { request_id: String },
+    /// A guardrail `block` fired; the message names the policy and the types, never values.
+    #[error("{0}")]
+    GuardrailBlocked(String),
+    #[error("The guardrail policy '{0}' assigned to this key or tenant is not defined in the gateway's config.")]
+    GuardrailPolicyNotFound(String),
+    #[error("The provider's answer exceeds guardrails.max_response_bytes ({limit} bytes) and cannot be checked.")]
+    ResponseTooLarge { limit: usize },
+    #[error("The provider's answer is compressed ({encoding}) and cannot be checked by the guardrails.")]
+    ResponseUninspectable { encoding: String },
 }
 
 impl GatewayError {
@@ -60,7 +69,11 @@ impl GatewayError {
             | GatewayError::ClientRead(_) => 400,
             GatewayError::UpstreamUnreachable { .. } | GatewayError::UpstreamProtocol { .. } => 502,
             GatewayError::UpstreamTimeout { .. } => 504,
-            GatewayError::Internal { .. } => 500,
+            GatewayError::Internal { .. } | GatewayError::GuardrailPolicyNotFound(_) => 500,
+            GatewayError::GuardrailBlocked(_) => 400,
+            GatewayError::ResponseTooLarge { .. } | GatewayError::ResponseUninspectable { .. } => {
+                502
+            }
         }
     }
 
@@ -79,7 +92,13 @@ impl GatewayError {
             GatewayError::UpstreamUnreachable { .. }
             | GatewayError::UpstreamTimeout { .. }
             | GatewayError::UpstreamProtocol { .. } => "upstream_error",
-            GatewayError::Internal { .. } => "server_error",
+            GatewayError::Internal { .. } | GatewayError::GuardrailPolicyNotFound(_) => {
+                "server_error"
+            }
+            GatewayError::GuardrailBlocked(_) => "invalid_request_error",
+            GatewayError::ResponseTooLarge { .. } | GatewayError::ResponseUninspectable { .. } => {
+                "upstream_error"
+            }
         }
     }
 
@@ -98,6 +117,10 @@ impl GatewayError {
             GatewayError::UpstreamTimeout { .. } => "upstream_timeout",
             GatewayError::UpstreamProtocol { .. } => "upstream_protocol_error",
             GatewayError::Internal { .. } => "internal_error",
+            GatewayError::GuardrailBlocked(_) => "guardrail_blocked",
+            GatewayError::GuardrailPolicyNotFound(_) => "guardrail_policy_not_found",
+            GatewayError::ResponseTooLarge { .. } => "response_too_large",
+            GatewayError::ResponseUninspectable { .. } => "response_uninspectable",
         }
     }
 

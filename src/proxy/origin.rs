@@ -12,6 +12,8 @@ use super::error::GatewayError;
 use super::respond::{write_full, JSON};
 use super::{upstream, Failure, Gateway};
 use crate::auth::AuthError;
+use crate::guard::{self, Blocked};
+use guardrails::policy::Direction;
 use crate::providers::{Endpoint, ProviderKind};
 
 /// What the gateway does with a request, decided from method and path alone.
@@ -129,13 +131,37 @@ pub async fn handle(
         .into());
     }
 
-    // Forward the client's bytes untouched unless the route renames the model.
-    let upstream_body = match &route.upstream_model {
-        Some(upstream_model) => {
-            json["model"] = Value::String(upstream_model.clone());
-            Bytes::from(json.to_string())
+    // Guard the request: the policy named by the key or its tenant, else the default.
+    let wanted = ctx
+        .principal
+        .as_ref()
+        .and_then(|p| p.guardrail_policy.clone());
+    let policy = gw
+        .config
+        .guardrails
+        .policy(wanted.as_deref())
+        .cloned()
+        .ok_or_else(|| GatewayError::GuardrailPolicyNotFound(wanted.unwrap_or_default()))?;
+    ctx.guard.policy = Some(policy);
+    let engine = gw.config.guardrails.engine.as_ref();
+    let rewritten = match guard::check_request(engine, &mut ctx.guard, endpoint, &mut json) {
+        Ok(rewritten) => rewritten,
+        Err(Blocked) => {
+            return Err(GatewayError::GuardrailBlocked(
+                ctx.guard.blocked_message(Direction::Request),
+            )
+            .into())
         }
-        None => body,
+    };
+
+    // Forward the client's bytes untouched unless the guard or the route changed them.
+    if let Some(upstream_model) = &route.upstream_model {
+        json["model"] = Value::String(upstream_model.clone());
+    }
+    let upstream_body = if rewritten || route.upstream_model.is_some() {
+        Bytes::from(json.to_string())
+    } else {
+        body
     };
 
     match &route.provider.kind {
@@ -157,6 +183,7 @@ pub async fn handle(
             ctx.timing.upstream_start = Some(std::time::Instant::now());
             ctx.timing.upstream_end = ctx.timing.upstream_start;
             upstream::write_events(
+                gw,
                 session,
                 ctx,
                 answer.status,

@@ -18,14 +18,14 @@ pub async fn write_full(
     status: u16,
     content_type: &str,
     body: Bytes,
-    extra: &[(&'static str, &str)],
+    extra: &[(String, &str)],
 ) -> pingora::Result<()> {
     let mut header = ResponseHeader::build(status, Some(4 + extra.len()))?;
     header.insert_header("content-type", content_type)?;
     header.insert_header("content-length", body.len().to_string())?;
     header.insert_header("x-request-id", &ctx.request_id)?;
     for (name, value) in extra {
-        header.insert_header(*name, *value)?;
+        header.insert_header(name.clone(), *value)?;
     }
     ctx.outcome.status = status;
     ctx.outcome.response_bytes += body.len();
@@ -53,7 +53,10 @@ pub async fn write_error(
         GatewayError::MethodNotAllowed { allow, .. } => Some(*allow),
         _ => None,
     };
-    let extra: Vec<(&'static str, &str)> = allow.map(|a| ("allow", a)).into_iter().collect();
+    let extra: Vec<(String, &str)> = allow
+        .map(|a| ("allow".to_string(), a))
+        .into_iter()
+        .collect();
     write_full(
         session,
         ctx,

@@ -13,9 +13,12 @@ use pingora::protocols::http::client::HttpSession;
 use pingora::proxy::Session;
 use pingora::{Error, ErrorType};
 
+use guardrails::policy::Direction;
+
 use super::ctx::RequestCtx;
 use super::error::GatewayError;
 use super::{Failure, Gateway};
+use crate::guard::{Blocked, SseGuard};
 use crate::providers::{Endpoint, OpenAiProvider};
 
 /// Response headers that describe one connection, not the message (RFC 9110 §7.6.1), plus the
@@ -80,13 +83,31 @@ pub async fn forward(
         )
         .into());
     };
-    let header = downstream_header(upstream_header, session.is_http2(), &ctx.request_id)
+    let inspection = inspection(upstream_header, ctx.guard.checks_response());
+    if let Inspection::Refuse(encoding) = inspection.clone() {
+        upstream.shutdown().await;
+        ctx.timing.upstream_end = Some(Instant::now());
+        return Err(GatewayError::ResponseUninspectable { encoding }.into());
+    }
+    if inspection == Inspection::Whole {
+        return relay_whole(gw, session, ctx, upstream, &peer, provider, provider_name).await;
+    }
+    let framing = match inspection {
+        Inspection::Stream => Framing::Rewritten,
+        _ => Framing::AsUpstream,
+    };
+    let header = downstream_header(upstream_header, framing, session.is_http2(), &ctx.request_id)
         .map_err(|e| upstream_failure(ctx, provider_name, &e))?;
     ctx.outcome.status = header.status.as_u16();
     if let Err(e) = session.write_response_header(Box::new(header), false).await {
         upstream.shutdown().await;
         return Err(client_gone(ctx, e));
     }
+    let mut sse_guard = (inspection == Inspection::Stream).then(|| {
+        let endpoint = ctx.request.endpoint.unwrap_or(endpoint);
+        SseGuard::new(endpoint, gw.config.guardrails.stream_holdback)
+    });
+    let engine = gw.config.guardrails.engine.as_ref();
 
     upstream.set_read_timeout(Some(provider.timeouts.idle));
     let mut next = upstream.read_response_body().await;
@@ -95,12 +116,28 @@ pub async fn forward(
             Ok(Some(chunk)) => {
                 ctx.timing.first_byte.get_or_insert_with(Instant::now);
                 let (chunk, after) = take_ready(&mut upstream, chunk);
+                let chunk = match sse_guard.as_mut() {
+                    Some(g) => Bytes::from(g.push(&chunk, engine, &mut ctx.guard)),
+                    None => chunk,
+                };
                 ctx.outcome.response_bytes += chunk.len();
-                if let Err(e) = session.write_response_body(Some(chunk), false).await {
-                    // The client left: drop the upstream connection so the provider stops
-                    // generating (and billing) tokens nobody will read.
+                if !chunk.is_empty() {
+                    if let Err(e) = session.write_response_body(Some(chunk), false).await {
+                        // The client left: drop the upstream connection so the provider stops
+                        // generating (and billing) tokens nobody will read.
+                        upstream.shutdown().await;
+                        return Err(client_gone(ctx, e));
+                    }
+                }
+                if sse_guard.as_ref().is_some_and(SseGuard::is_blocked) {
+                    // The answer was cut by a `block`: stop the provider's generation too.
+                    ctx.outcome.error_code = Some("guardrail_blocked");
                     upstream.shutdown().await;
-                    return Err(client_gone(ctx, e));
+                    ctx.timing.upstream_end = Some(Instant::now());
+                    return session
+                        .write_response_body(None, true)
+                        .await
+                        .map_err(|e| client_gone(ctx, e));
                 }
                 next = match after {
                     Some(outcome) => outcome,
@@ -123,10 +160,152 @@ pub async fn forward(
             .release_http_session(upstream, &peer, Some(provider.timeouts.pool_idle))
             .await;
     }
+    if let Some(g) = sse_guard.as_mut() {
+        let rest = g.finish(engine, &mut ctx.guard);
+        if g.is_blocked() {
+            ctx.outcome.error_code = Some("guardrail_blocked");
+        }
+        if !rest.is_empty() {
+            ctx.outcome.response_bytes += rest.len();
+            session
+                .write_response_body(Some(Bytes::from(rest)), false)
+                .await
+                .map_err(|e| client_gone(ctx, e))?;
+        }
+    }
     session
         .write_response_body(None, true)
         .await
         .map_err(|e| client_gone(ctx, e))
+}
+
+/// How the guardrails look at an answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Inspection {
+    /// Passed through untouched: nothing to check, or not a successful answer (provider
+    /// errors pass through faithfully).
+    None,
+    /// An SSE stream, checked event by event with a hold-back.
+    Stream,
+    /// A JSON body, read whole and checked.
+    Whole,
+    /// Compressed: it cannot be checked, so it is not let through.
+    Refuse(String),
+}
+
+fn inspection(upstream: &ResponseHeader, checks_response: bool) -> Inspection {
+    if !checks_response || !upstream.status.is_success() {
+        return Inspection::None;
+    }
+    let header = |name: http::header::HeaderName| {
+        upstream
+            .headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_ascii_lowercase()
+    };
+    let encoding = header(http::header::CONTENT_ENCODING);
+    if !encoding.is_empty() && encoding != "identity" {
+        return Inspection::Refuse(encoding);
+    }
+    let content_type = header(http::header::CONTENT_TYPE);
+    if content_type.starts_with("text/event-stream") {
+        Inspection::Stream
+    } else if content_type.contains("json") {
+        Inspection::Whole
+    } else {
+        Inspection::None
+    }
+}
+
+/// Reads a whole JSON answer (up to `guardrails.max_response_bytes`), checks it and sends it
+/// with its new length — or the `guardrail_blocked` error in its place.
+async fn relay_whole(
+    gw: &Gateway,
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+    mut upstream: HttpSession,
+    peer: &HttpPeer,
+    provider: &OpenAiProvider,
+    provider_name: &str,
+) -> Result<(), Failure> {
+    let limit = gw.config.guardrails.max_response_bytes;
+    let mut body = BytesMut::new();
+    upstream.set_read_timeout(Some(provider.timeouts.idle));
+    loop {
+        match upstream.read_response_body().await {
+            Ok(Some(chunk)) => {
+                if body.len() + chunk.len() > limit {
+                    upstream.shutdown().await;
+                    ctx.timing.upstream_end = Some(Instant::now());
+                    return Err(GatewayError::ResponseTooLarge { limit }.into());
+                }
+                body.extend_from_slice(&chunk);
+            }
+            Ok(None) => break,
+            Err(e) => {
+                upstream.shutdown().await;
+                return Err(upstream_failure(ctx, provider_name, &e).into());
+            }
+        }
+    }
+    ctx.timing.upstream_end = Some(Instant::now());
+    let status = upstream
+        .response_header()
+        .map_or(200, |h| h.status.as_u16());
+    let extra: Vec<(String, String)> = upstream
+        .response_header()
+        .map(|h| {
+            h.headers
+                .iter()
+                .filter(|(name, _)| {
+                    !HOP_BY_HOP.contains(&name.as_str()) && name.as_str() != "content-type"
+                })
+                .filter_map(|(n, v)| Some((n.to_string(), v.to_str().ok()?.to_string())))
+                .collect()
+        })
+        .unwrap_or_default();
+    if upstream.response_done() {
+        gw.connector
+            .release_http_session(upstream, peer, Some(provider.timeouts.pool_idle))
+            .await;
+    }
+    let endpoint = ctx.request.endpoint.unwrap_or(crate::providers::Endpoint::ChatCompletions);
+    let body = guard_whole(gw, ctx, endpoint, body.freeze())?;
+    ctx.timing.first_byte = Some(Instant::now());
+    let headers: Vec<(String, &str)> = extra
+        .iter()
+        .map(|(n, v)| (n.clone(), v.as_str()))
+        .collect();
+    super::respond::write_full(session, ctx, status, super::respond::JSON, body, &headers)
+        .await
+        .map_err(|e| client_gone(ctx, e))
+}
+
+/// Checks a whole JSON answer: the rewritten body, or the `guardrail_blocked` error.
+pub fn guard_whole(
+    gw: &Gateway,
+    ctx: &mut RequestCtx,
+    endpoint: crate::providers::Endpoint,
+    body: Bytes,
+) -> Result<Bytes, Failure> {
+    let Ok(mut json) = serde_json::from_slice::<serde_json::Value>(&body) else {
+        // Declared JSON but is not: nothing here can be checked, so it does not pass.
+        return Err(GatewayError::UpstreamProtocol {
+            provider: ctx.request.provider.clone().unwrap_or_default(),
+        }
+        .into());
+    };
+    let engine = gw.config.guardrails.engine.as_ref();
+    match crate::guard::check_response(engine, &mut ctx.guard, endpoint, &mut json) {
+        Ok(false) => Ok(body),
+        Ok(true) => Ok(Bytes::from(json.to_string())),
+        Err(Blocked) => Err(GatewayError::GuardrailBlocked(
+            ctx.guard.blocked_message(Direction::Response),
+        )
+        .into()),
+    }
 }
 
 /// Most bytes merged into one client write.
@@ -284,9 +463,19 @@ fn client_gone(ctx: &mut RequestCtx, e: Box<Error>) -> Failure {
     Failure::ClientGone(e)
 }
 
+/// How the client's response is framed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Framing {
+    /// The body is relayed unchanged: the provider's length, if it gave one, still holds.
+    AsUpstream,
+    /// The guard rewrites the body as it streams: chunked.
+    Rewritten,
+}
+
 /// The client's response header: the provider's status and end-to-end headers, our framing.
 fn downstream_header(
     upstream: &ResponseHeader,
+    framing: Framing,
     http2: bool,
     request_id: &str,
 ) -> pingora::Result<ResponseHeader> {
@@ -297,7 +486,11 @@ fn downstream_header(
         }
     }
     // Unchanged body → the provider's length still holds; otherwise stream it chunked.
-    match upstream.headers.get(http::header::CONTENT_LENGTH) {
+    let length = upstream
+        .headers
+        .get(http::header::CONTENT_LENGTH)
+        .filter(|_| framing == Framing::AsUpstream);
+    match length {
         Some(len) => header.insert_header("content-length", len.clone())?,
         None if !http2 => header.insert_header("transfer-encoding", "chunked")?,
         None => {}
@@ -306,17 +499,24 @@ fn downstream_header(
     Ok(header)
 }
 
-/// Writes a locally produced answer: one body → `Content-Length`; several (SSE events) →
-/// chunked, each event written as its own chunk so the client sees them one by one.
+/// Writes a locally produced answer (the demo provider): one body → `Content-Length`; several
+/// (SSE events) → chunked, each event written as its own chunk so the client sees them one by
+/// one. The guardrails check it exactly as they check a provider's answer.
 pub async fn write_events(
+    gw: &Gateway,
     session: &mut Session,
     ctx: &mut RequestCtx,
     status: u16,
     content_type: &str,
     chunks: Vec<Bytes>,
 ) -> Result<(), Failure> {
+    let checks = ctx.guard.checks_response() && (200..300).contains(&status);
     if chunks.len() == 1 && content_type != "text/event-stream" {
-        let body = chunks.into_iter().next().unwrap_or_default();
+        let mut body = chunks.into_iter().next().unwrap_or_default();
+        if checks {
+            let endpoint = ctx.request.endpoint.unwrap_or(Endpoint::ChatCompletions);
+            body = guard_whole(gw, ctx, endpoint, body)?;
+        }
         ctx.timing.first_byte = Some(Instant::now());
         return super::respond::write_full(session, ctx, status, content_type, body, &[])
             .await
@@ -340,13 +540,35 @@ pub async fn write_events(
         .write_response_header(Box::new(header), false)
         .await
         .map_err(|e| client_gone(ctx, e))?;
-    for chunk in chunks {
+    let engine = gw.config.guardrails.engine.as_ref();
+    let mut sse_guard = checks.then(|| {
+        let endpoint = ctx.request.endpoint.unwrap_or(Endpoint::ChatCompletions);
+        SseGuard::new(endpoint, gw.config.guardrails.stream_holdback)
+    });
+    let count = chunks.len();
+    for (i, chunk) in chunks.into_iter().enumerate() {
+        let chunk = match sse_guard.as_mut() {
+            Some(g) => {
+                let mut out = g.push(&chunk, engine, &mut ctx.guard);
+                if i + 1 == count {
+                    out.extend(g.finish(engine, &mut ctx.guard));
+                }
+                Bytes::from(out)
+            }
+            None => chunk,
+        };
         ctx.timing.first_byte.get_or_insert_with(Instant::now);
         ctx.outcome.response_bytes += chunk.len();
-        session
-            .write_response_body(Some(chunk), false)
-            .await
-            .map_err(|e| client_gone(ctx, e))?;
+        if !chunk.is_empty() {
+            session
+                .write_response_body(Some(chunk), false)
+                .await
+                .map_err(|e| client_gone(ctx, e))?;
+        }
+        if sse_guard.as_ref().is_some_and(SseGuard::is_blocked) {
+            ctx.outcome.error_code = Some("guardrail_blocked");
+            break;
+        }
     }
     session
         .write_response_body(None, true)
@@ -368,7 +590,7 @@ mod tests {
             .unwrap();
         up.insert_header("x-ratelimit-remaining-requests", "0")
             .unwrap();
-        let down = downstream_header(&up, false, "req_1").unwrap();
+        let down = downstream_header(&up, Framing::AsUpstream, false, "req_1").unwrap();
         assert_eq!(down.status.as_u16(), 429);
         assert!(down.headers.get("connection").is_none());
         assert!(down.headers.get("keep-alive").is_none());
@@ -381,7 +603,7 @@ mod tests {
 
         let mut up = ResponseHeader::build(200, None).unwrap();
         up.insert_header("content-length", "42").unwrap();
-        let down = downstream_header(&up, false, "req_1").unwrap();
+        let down = downstream_header(&up, Framing::AsUpstream, false, "req_1").unwrap();
         assert_eq!(down.headers.get("content-length").unwrap(), "42");
         assert!(down.headers.get("transfer-encoding").is_none());
     }

@@ -63,6 +63,8 @@ pub struct Tenant {
     pub id: String,
     pub name: String,
     pub created_at: i64,
+    /// The guardrail policy its requests use; `None`: `guardrails.default_policy`.
+    pub guardrail_policy: Option<String>,
 }
 
 /// An API key as stored: never the secret, only its hash and a display prefix.
@@ -80,6 +82,11 @@ pub struct ApiKeyRecord {
     pub created_at: i64,
     pub expires_at: Option<i64>,
     pub revoked_at: Option<i64>,
+    /// This key's own guardrail policy, overriding its tenant's.
+    pub guardrail_policy: Option<String>,
+    /// The tenant's guardrail policy (for the effective one: the key's, else this).
+    #[serde(skip)]
+    pub tenant_guardrail_policy: Option<String>,
 }
 
 pub struct NewApiKey<'a> {
@@ -89,6 +96,7 @@ pub struct NewApiKey<'a> {
     pub key_hash: &'a str,
     pub allowed_models: &'a [String],
     pub expires_at: Option<i64>,
+    pub guardrail_policy: Option<&'a str>,
 }
 
 /// Whether a revoke call changed anything: revoking twice is not an error.
@@ -116,7 +124,8 @@ pub fn now_millis() -> i64 {
 }
 
 const KEY_COLUMNS: &str = "k.id, k.tenant_id, t.name AS tenant, k.name, k.prefix, k.key_hash, \
-     k.allowed_models, k.created_at, k.expires_at, k.revoked_at";
+     k.allowed_models, k.created_at, k.expires_at, k.revoked_at, k.guardrail_policy, \
+     t.guardrail_policy AS tenant_guardrail_policy";
 
 impl Store {
     pub fn new(url: &str, max_connections: u32, connect_timeout: Duration) -> Store {
@@ -193,6 +202,7 @@ impl Store {
             id: ids::new_id("ten")?,
             name: name.to_string(),
             created_at: now_millis(),
+            guardrail_policy: None,
         };
         let result = sqlx::query("INSERT INTO tenants (id, name, created_at) VALUES ($1, $2, $3)")
             .bind(&tenant.id)
@@ -208,18 +218,37 @@ impl Store {
     }
 
     pub async fn list_tenants(&self) -> Result<Vec<Tenant>, StoreError> {
-        let rows = sqlx::query("SELECT id, name, created_at FROM tenants ORDER BY name")
+        let rows = sqlx::query("SELECT id, name, created_at, guardrail_policy FROM tenants ORDER BY name")
             .fetch_all(self.pool().await?)
             .await?;
         rows.iter().map(tenant_from_row).collect()
     }
 
     pub async fn tenant_by_name(&self, name: &str) -> Result<Option<Tenant>, StoreError> {
-        let row = sqlx::query("SELECT id, name, created_at FROM tenants WHERE name = $1")
+        let row = sqlx::query("SELECT id, name, created_at, guardrail_policy FROM tenants WHERE name = $1")
             .bind(name)
             .fetch_optional(self.pool().await?)
             .await?;
         row.as_ref().map(tenant_from_row).transpose()
+    }
+
+    /// Sets (or with `None` clears) the guardrail policy of a tenant.
+    pub async fn set_tenant_policy(
+        &self,
+        name: &str,
+        policy: Option<&str>,
+    ) -> Result<Tenant, StoreError> {
+        let done = sqlx::query("UPDATE tenants SET guardrail_policy = $1 WHERE name = $2")
+            .bind(policy)
+            .bind(name)
+            .execute(self.pool().await?)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::TenantNotFound(name.to_string()));
+        }
+        self.tenant_by_name(name)
+            .await?
+            .ok_or_else(|| StoreError::TenantNotFound(name.to_string()))
     }
 
     pub async fn create_api_key(&self, new: NewApiKey<'_>) -> Result<ApiKeyRecord, StoreError> {
@@ -238,12 +267,15 @@ impl Store {
             created_at: now_millis(),
             expires_at: new.expires_at,
             revoked_at: None,
+            guardrail_policy: new.guardrail_policy.map(str::to_string),
+            tenant_guardrail_policy: tenant.guardrail_policy,
         };
         let models = serde_json::to_string(&record.allowed_models)
             .map_err(|e| StoreError::Corrupt(e.to_string()))?;
         sqlx::query(
             "INSERT INTO api_keys (id, tenant_id, name, prefix, key_hash, allowed_models, \
-             created_at, expires_at, revoked_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, NULL)",
+             created_at, expires_at, revoked_at, guardrail_policy) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, NULL, $9)",
         )
         .bind(&record.id)
         .bind(&record.tenant_id)
@@ -253,6 +285,7 @@ impl Store {
         .bind(models)
         .bind(record.created_at)
         .bind(record.expires_at)
+        .bind(&record.guardrail_policy)
         .execute(self.pool().await?)
         .await?;
         Ok(record)
@@ -352,6 +385,7 @@ fn tenant_from_row(row: &AnyRow) -> Result<Tenant, StoreError> {
         id: row.try_get("id")?,
         name: row.try_get("name")?,
         created_at: row.try_get("created_at")?,
+        guardrail_policy: row.try_get("guardrail_policy")?,
     })
 }
 
@@ -370,6 +404,8 @@ fn key_from_row(row: &AnyRow) -> Result<ApiKeyRecord, StoreError> {
         created_at: row.try_get("created_at")?,
         expires_at: row.try_get("expires_at")?,
         revoked_at: row.try_get("revoked_at")?,
+        guardrail_policy: row.try_get("guardrail_policy")?,
+        tenant_guardrail_policy: row.try_get("tenant_guardrail_policy")?,
     })
 }
 

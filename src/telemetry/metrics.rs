@@ -35,6 +35,7 @@ pub struct Metrics {
     pub gateway_overhead: HistogramVec,
     pub upstream_errors: IntCounterVec,
     pub auth_failures: IntCounterVec,
+    pub guardrail_findings: IntCounterVec,
     pub in_flight: IntGauge,
 }
 
@@ -94,6 +95,14 @@ impl Metrics {
             ),
             &["reason"],
         )?;
+        let guardrail_findings = IntCounterVec::new(
+            Opts::new(
+                "portcullis_guardrail_findings_total",
+                "Values found by the guardrails, by entity type (or FINANCIAL_ADVICE), the action \
+                 taken and the direction (request or response).",
+            ),
+            &["entity", "action", "direction"],
+        )?;
         let in_flight = IntGauge::new(
             "portcullis_requests_in_flight",
             "Data-plane requests currently being served.",
@@ -105,6 +114,7 @@ impl Metrics {
         registry.register(Box::new(gateway_overhead.clone()))?;
         registry.register(Box::new(upstream_errors.clone()))?;
         registry.register(Box::new(auth_failures.clone()))?;
+        registry.register(Box::new(guardrail_findings.clone()))?;
         registry.register(Box::new(in_flight.clone()))?;
         Ok(Metrics {
             registry,
@@ -115,6 +125,7 @@ impl Metrics {
             gateway_overhead,
             upstream_errors,
             auth_failures,
+            guardrail_findings,
             in_flight,
         })
     }
@@ -154,6 +165,9 @@ mod tests {
             .inc();
         m.auth_failures
             .with_label_values(&["invalid_api_key"])
+            .inc();
+        m.guardrail_findings
+            .with_label_values(&["EMAIL", "redact", "request"])
             .inc();
         let text = String::from_utf8(m.render().unwrap()).unwrap();
         for line in text.lines().filter(|l| !l.starts_with('#')) {

@@ -9,6 +9,9 @@
 //! | `mock-disconnect` | starts an SSE stream, sends two events, then drops the connection    |
 //! | `mock-endless`    | streams an event every 20 ms for up to 10 s (for client disconnects) |
 //! | `mock-slow-stream`| 5 SSE events 250 ms apart (to see events arrive one by one)          |
+//! | `mock-scripted`   | answers `metadata.answer` (else echoes the last message's text); when |
+//! |                   | streaming, one SSE event per `metadata.event_chars` characters, and   |
+//! |                   | the SSE bytes sent in two writes split at byte `metadata.split_at`   |
 //! | anything else     | a chat completion: JSON, or SSE when `"stream": true`                |
 //!
 //! Every request is recorded (path, headers, body) for assertions. Also used by
@@ -162,6 +165,7 @@ async fn handle(
         ));
     }
     match model.as_str() {
+        "mock-scripted" => Ok(scripted(&json, &model, stream).await),
         "mock-slow" => {
             tokio::time::sleep(Duration::from_secs(3)).await;
             Ok(full(200, "application/json", chat_json(&model)))
@@ -192,6 +196,70 @@ async fn handle(
         _ if stream => Ok(sse(state, model, 21, Duration::ZERO, false)),
         _ => Ok(full(200, "application/json", chat_json(&model))),
     }
+}
+
+/// `mock-scripted`: an answer chosen by the test, streamed in pieces the test chooses.
+async fn scripted(request: &Value, model: &str, stream: bool) -> Response<Body> {
+    let meta = &request["metadata"];
+    let answer = match meta["answer"].as_str() {
+        Some(a) => a.to_string(),
+        None => request["messages"]
+            .as_array()
+            .and_then(|m| m.last())
+            .and_then(|m| m["content"].as_str())
+            .unwrap_or("")
+            .to_string(),
+    };
+    let number = |key: &str| meta[key].as_str().and_then(|v| v.parse::<usize>().ok());
+    if !stream {
+        let body = json!({"id": "chatcmpl-scripted", "object": "chat.completion", "created": 1,
+            "model": model, "choices": [{"index": 0, "message": {"role": "assistant",
+            "content": answer}, "logprobs": null, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 5, "completion_tokens": 6, "total_tokens": 11}});
+        return full(200, "application/json", body.to_string());
+    }
+    let sse = scripted_sse(model, &answer, number("event_chars").unwrap_or(usize::MAX));
+    let split = number("split_at").unwrap_or(sse.len()).min(sse.len());
+    let (first, second) = (sse[..split].to_vec(), sse[split..].to_vec());
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, std::io::Error>>(2);
+    tokio::spawn(async move {
+        for part in [first, second] {
+            if part.is_empty() {
+                continue;
+            }
+            if tx.send(Ok(Frame::data(Bytes::from(part)))).await.is_err() {
+                return;
+            }
+            // Give the gateway time to read the first part on its own.
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    });
+    let stream =
+        futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|f| (f, rx)) });
+    Response::builder()
+        .status(200)
+        .header("content-type", "text/event-stream")
+        .body(BodyExt::boxed(StreamBody::new(stream)))
+        .unwrap()
+}
+
+/// The SSE bytes of a chat stream carrying `answer` in events of `event_chars` characters.
+pub fn scripted_sse(model: &str, answer: &str, event_chars: usize) -> Vec<u8> {
+    let event = |delta: Value, finish: Value| {
+        let v = json!({"id": "chatcmpl-scripted", "object": "chat.completion.chunk", "created": 1,
+            "model": model, "choices": [{"index": 0, "delta": delta, "logprobs": null,
+            "finish_reason": finish}]});
+        format!("data: {v}\n\n")
+    };
+    let mut out = event(json!({"role": "assistant", "content": ""}), Value::Null);
+    let chars: Vec<char> = answer.chars().collect();
+    for piece in chars.chunks(event_chars.max(1)) {
+        let text: String = piece.iter().collect();
+        out.push_str(&event(json!({"content": text}), Value::Null));
+    }
+    out.push_str(&event(json!({}), json!("stop")));
+    out.push_str("data: [DONE]\n\n");
+    out.into_bytes()
 }
 
 fn chat_json(model: &str) -> String {

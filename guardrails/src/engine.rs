@@ -1,0 +1,321 @@
+//! The compiled engine: every rule pack turned into automata once, then `scan` per text.
+//!
+//! A scan is: one pass of a `RegexSet` over the text to learn which rules can match at all
+//! (most texts match none, and stop there); for those, the rule's own regex finds the spans;
+//! each span must sit on a word boundary, pass its validator, and have (or not have) context
+//! words nearby; keyword markers come from one aho-corasick pass. Overlapping findings are
+//! resolved by priority, then length.
+
+use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
+use regex::{Regex, RegexSet};
+
+use crate::advice::AdviceClassifier;
+use crate::entity::EntityType;
+use crate::rules::{builtin_packs, Rule, RuleError, RulePack};
+
+/// One detected value: its type and its UTF-8 byte range in the scanned text (end exclusive).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Finding {
+    pub entity: EntityType,
+    pub start: usize,
+    pub end: usize,
+}
+
+#[derive(Debug)]
+struct CompiledRule {
+    rule: Rule,
+    regex: Regex,
+    context: Option<AhoCorasick>,
+    exclude: Option<AhoCorasick>,
+    exclude_value: Option<Regex>,
+}
+
+/// Every detector, compiled. Cheap to share (`Arc`), `Send + Sync`, no interior mutability.
+#[derive(Debug)]
+pub struct Engine {
+    rules: Vec<CompiledRule>,
+    set: RegexSet,
+    keywords: Option<AhoCorasick>,
+    keyword_entities: Vec<EntityType>,
+    max_match_len: usize,
+    advice: AdviceClassifier,
+}
+
+impl Engine {
+    /// The engine built from the rule packs embedded in the binary.
+    pub fn builtin() -> Result<Engine, RuleError> {
+        Engine::from_packs(builtin_packs()?)
+    }
+
+    /// Compiles packs in order; a pack whose `name` equals an earlier one replaces it.
+    pub fn from_packs(packs: Vec<RulePack>) -> Result<Engine, RuleError> {
+        let mut merged: Vec<RulePack> = Vec::new();
+        for pack in packs {
+            match merged.iter_mut().find(|p| p.name == pack.name) {
+                Some(existing) => *existing = pack,
+                None => merged.push(pack),
+            }
+        }
+        let invalid = |pack: &str, message: String| RuleError::Invalid {
+            pack: pack.to_string(),
+            message,
+        };
+        let mut rules = Vec::new();
+        let mut words = Vec::new();
+        let mut keyword_entities = Vec::new();
+        let mut max_match_len = 0;
+        for pack in &merged {
+            for rule in &pack.rules {
+                let regex = Regex::new(&rule.pattern)
+                    .map_err(|e| invalid(&pack.name, format!("rule {}: {e}", rule.id)))?;
+                let exclude_value = match &rule.exclude_value {
+                    Some(p) => Some(
+                        Regex::new(p)
+                            .map_err(|e| invalid(&pack.name, format!("rule {}: {e}", rule.id)))?,
+                    ),
+                    None => None,
+                };
+                max_match_len = max_match_len.max(rule.max_len);
+                rules.push(CompiledRule {
+                    context: word_automaton(&rule.context)
+                        .map_err(|e| invalid(&pack.name, format!("rule {}: {e}", rule.id)))?,
+                    exclude: word_automaton(&rule.exclude_context)
+                        .map_err(|e| invalid(&pack.name, format!("rule {}: {e}", rule.id)))?,
+                    exclude_value,
+                    regex,
+                    rule: rule.clone(),
+                });
+            }
+            for k in &pack.keywords {
+                for w in &k.words {
+                    max_match_len = max_match_len.max(w.len());
+                    words.push(w.clone());
+                    keyword_entities.push(k.entity);
+                }
+            }
+        }
+        let set = RegexSet::new(rules.iter().map(|r| r.rule.pattern.as_str()))
+            .map_err(|e| invalid("(all packs)", e.to_string()))?;
+        let keywords = if words.is_empty() {
+            None
+        } else {
+            Some(
+                AhoCorasickBuilder::new()
+                    .ascii_case_insensitive(true)
+                    .match_kind(MatchKind::LeftmostLongest)
+                    .build(&words)
+                    .map_err(|e| invalid("(keywords)", e.to_string()))?,
+            )
+        };
+        Ok(Engine {
+            rules,
+            set,
+            keywords,
+            keyword_entities,
+            max_match_len,
+            advice: AdviceClassifier::builtin()?,
+        })
+    }
+
+    /// Findings in `text`, sorted by start, never overlapping, spans on char boundaries.
+    pub fn scan(&self, text: &str) -> Vec<Finding> {
+        let mut candidates: Vec<(Finding, i32)> = Vec::new();
+        for index in self.set.matches(text).iter() {
+            let compiled = &self.rules[index];
+            let rule = &compiled.rule;
+            if rule.group == 0 {
+                for m in compiled.regex.find_iter(text) {
+                    self.consider(compiled, text, m.start(), m.end(), &mut candidates);
+                }
+            } else {
+                for caps in compiled.regex.captures_iter(text) {
+                    if let Some(m) = caps.get(rule.group) {
+                        self.consider(compiled, text, m.start(), m.end(), &mut candidates);
+                    }
+                }
+            }
+        }
+        if let Some(ac) = &self.keywords {
+            for m in ac.find_iter(text) {
+                if on_word_boundary(text, m.start(), m.end()) {
+                    let entity = self.keyword_entities[m.pattern().as_usize()];
+                    let finding = Finding {
+                        entity,
+                        start: m.start(),
+                        end: m.end(),
+                    };
+                    candidates.push((finding, 0));
+                }
+            }
+        }
+        resolve(candidates)
+    }
+
+    fn consider(
+        &self,
+        compiled: &CompiledRule,
+        text: &str,
+        start: usize,
+        end: usize,
+        out: &mut Vec<(Finding, i32)>,
+    ) {
+        let rule = &compiled.rule;
+        if start == end || end - start > rule.max_len || !on_word_boundary(text, start, end) {
+            return;
+        }
+        let value = &text[start..end];
+        if let Some(v) = rule.validator {
+            if !v.check(value) {
+                return;
+            }
+        }
+        if compiled
+            .exclude_value
+            .as_ref()
+            .is_some_and(|re| re.is_match(value))
+        {
+            return;
+        }
+        let before = window_start(text, start, rule.context_before);
+        let after = window_end(text, end, rule.context_after.max(16));
+        if let Some(ex) = &compiled.exclude {
+            if ex.is_match(&text[before..start]) || ex.is_match(&text[end..after]) {
+                return;
+            }
+        }
+        if rule.context_required {
+            let after_ctx = window_end(text, end, rule.context_after);
+            let found = compiled.context.as_ref().is_some_and(|ac| {
+                ac.is_match(&text[before..start]) || ac.is_match(&text[end..after_ctx])
+            });
+            if !found {
+                return;
+            }
+        }
+        out.push((
+            Finding {
+                entity: rule.entity,
+                start,
+                end,
+            },
+            rule.priority,
+        ));
+    }
+
+    /// Whether `text` gives or asks for personalised financial advice.
+    pub fn is_financial_advice(&self, text: &str) -> bool {
+        self.advice.is_advice(text)
+    }
+
+    /// The longest value any rule can match, in bytes: a streaming hold-back shorter than this
+    /// could release the first part of a value before its end has arrived.
+    pub fn max_match_len(&self) -> usize {
+        self.max_match_len
+    }
+}
+
+fn word_automaton(words: &[String]) -> Result<Option<AhoCorasick>, String> {
+    if words.is_empty() {
+        return Ok(None);
+    }
+    AhoCorasickBuilder::new()
+        .ascii_case_insensitive(true)
+        .build(words)
+        .map(Some)
+        .map_err(|e| e.to_string())
+}
+
+/// A value must not be glued to letters or digits on either side (`x4111…`, `…1111y`).
+fn on_word_boundary(text: &str, start: usize, end: usize) -> bool {
+    let before = text[..start].chars().next_back();
+    let after = text[end..].chars().next();
+    let glued = |c: Option<char>| c.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_');
+    !glued(before) && !glued(after)
+}
+
+fn window_start(text: &str, start: usize, len: usize) -> usize {
+    let mut i = start.saturating_sub(len);
+    while !text.is_char_boundary(i) {
+        i += 1;
+    }
+    i
+}
+
+fn window_end(text: &str, end: usize, len: usize) -> usize {
+    let mut i = (end + len).min(text.len());
+    while !text.is_char_boundary(i) {
+        i -= 1;
+    }
+    i
+}
+
+/// Keeps the best of overlapping candidates: higher priority, then longer, then earlier.
+fn resolve(mut candidates: Vec<(Finding, i32)>) -> Vec<Finding> {
+    candidates.sort_by(|(a, pa), (b, pb)| {
+        pb.cmp(pa)
+            .then((b.end - b.start).cmp(&(a.end - a.start)))
+            .then(a.start.cmp(&b.start))
+    });
+    let mut kept: Vec<Finding> = Vec::with_capacity(candidates.len());
+    for (f, _) in candidates {
+        if kept.iter().all(|k| f.end <= k.start || k.end <= f.start) {
+            kept.push(f);
+        }
+    }
+    kept.sort_by_key(|f| f.start);
+    kept
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn types(text: &str) -> Vec<(EntityType, String)> {
+        let engine = Engine::builtin().unwrap();
+        engine
+            .scan(text)
+            .into_iter()
+            .map(|f| (f.entity, text[f.start..f.end].to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn finds_validated_values_and_ignores_look_alikes() {
+        let found = types("card 4111 1111 1111 1111, not 4111 1111 1111 1112; mail a.b@example.org");
+        assert_eq!(
+            found,
+            vec![
+                (EntityType::CreditCard, "4111 1111 1111 1111".to_string()),
+                (EntityType::Email, "a.b@example.org".to_string())
+            ]
+        );
+        assert!(types("npm i lodash@4.17.21 and icon@2x.png").is_empty());
+    }
+
+    #[test]
+    fn context_is_required_where_the_rule_says_so() {
+        assert!(types("order 12345678 shipped").is_empty());
+        let found = types("account number: 12345678");
+        assert_eq!(found, vec![(EntityType::BankAccount, "12345678".to_string())]);
+    }
+
+    #[test]
+    fn a_pack_with_the_same_name_replaces_the_shipped_one() {
+        let mut packs = builtin_packs().unwrap();
+        packs.push(
+            RulePack::parse(
+                "mine.toml",
+                "name = \"confidential\"\n[[keywords]]\nid = \"k\"\nentity = \"CONFIDENTIAL\"\nwords = [\"falcon eyes only\"]\n",
+            )
+            .unwrap(),
+        );
+        let engine = Engine::from_packs(packs).unwrap();
+        let text = "CONFIDENTIAL: project FALCON EYES ONLY";
+        let found: Vec<&str> = engine
+            .scan(text)
+            .iter()
+            .map(|f| &text[f.start..f.end])
+            .collect();
+        assert_eq!(found, vec!["FALCON EYES ONLY"]);
+    }
+}
