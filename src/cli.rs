@@ -195,8 +195,9 @@ fn execute(cli: Cli) -> Result<(), CliError> {
             };
             let stdin = std::io::stdin().lock();
             let stdout = std::io::stdout().lock();
-            let summary = crate::guard::scan::scan_jsonl(&guardrails.engine, &policy, stdin, stdout)
-                .map_err(|e| CliError::Scan(e.to_string()))?;
+            let summary =
+                crate::guard::scan::scan_jsonl(&guardrails.engine, &policy, stdin, stdout)
+                    .map_err(|e| CliError::Scan(e.to_string()))?;
             if summary.invalid > 0 {
                 return Err(CliError::Scan(format!(
                     "{} of {} input line(s) were invalid (their output lines carry an \"error\")",
@@ -239,16 +240,16 @@ fn execute(cli: Cli) -> Result<(), CliError> {
                     let tenant = store.set_tenant_policy(&name, policy.as_deref()).await?;
                     print(cli.json, json!(tenant), || match &tenant.guardrail_policy {
                         Some(p) => format!("tenant {} now uses guardrail policy {p}", tenant.name),
-                        None => format!("tenant {} now uses guardrails.default_policy", tenant.name),
+                        None => {
+                            format!("tenant {} now uses guardrails.default_policy", tenant.name)
+                        }
                     });
                 }
                 TenantsCommand::List => {
                     let tenants = store.list_tenants().await?;
                     print(cli.json, json!(tenants), || {
-                        let mut out = format!(
-                            "{:<24} {:<22} {:<16} {}",
-                            "NAME", "ID", "POLICY", "CREATED"
-                        );
+                        let mut out =
+                            format!("{:<24} {:<22} {:<16} {}", "NAME", "ID", "POLICY", "CREATED");
                         for t in &tenants {
                             out.push_str(&format!(
                                 "\n{:<24} {:<22} {:<16} {}",

@@ -63,6 +63,9 @@ provider = "up"
 [[routes]]
 model = "gpt-test"
 provider = "up"
+
+# Guardrails off, for the tests of faithful relaying (tests/guardrails.rs covers them on).
+[guardrails.policies.off.request]
 "#,
         base = upstream.base_url()
     );
@@ -104,6 +107,20 @@ impl Setup {
             .await
             .unwrap();
         resp.text().await.unwrap()
+    }
+
+    /// The metrics once they contain `wanted`: the logging phase runs just after the response
+    /// is sent, so a test reading them right away would race it. Bounded: about 2 s.
+    async fn metrics_with(&self, wanted: &str) -> String {
+        let mut metrics = String::new();
+        for _ in 0..50 {
+            metrics = self.metrics().await;
+            if metrics.contains(wanted) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(40)).await;
+        }
+        metrics
     }
 
     async fn chat(&self, body: Value) -> reqwest::Response {
@@ -194,8 +211,13 @@ async fn non_streaming_chat_reaches_the_provider_with_its_key_only() {
 async fn streaming_events_arrive_one_by_one() {
     let s = setup().await;
     let body = stream_body("mock-slow-stream");
+    // Without guardrails: with them, text this short is held back until it is known safe.
+    let off = s.gw.create_key("acme", &["--policy", "off"])["key"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let start = Instant::now();
-    let resp = s.chat(body).await;
+    let resp = s.chat_as(&off, body).await;
     assert_eq!(resp.status(), 200);
     assert_eq!(
         resp.headers().get("content-type").unwrap(),
@@ -225,21 +247,36 @@ async fn streaming_events_arrive_one_by_one() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fast_stream_is_complete_and_ordered() {
     let s = setup().await;
-    let body = stream_body("mock-fast");
-    let text = s.chat(body).await.text().await.unwrap();
-    let tokens: Vec<String> = text
-        .split("\n\n")
-        .filter_map(|e| e.strip_prefix("data: "))
-        .filter(|d| *d != "[DONE]")
-        .filter_map(|d| serde_json::from_str::<Value>(d).ok())
-        .filter_map(|v| {
-            v["choices"][0]["delta"]["content"]
-                .as_str()
-                .map(String::from)
-        })
-        .collect();
+    let tokens = |text: String| -> Vec<String> {
+        text.split("\n\n")
+            .filter_map(|e| e.strip_prefix("data: "))
+            .filter(|d| *d != "[DONE]")
+            .filter_map(|d| serde_json::from_str::<Value>(d).ok())
+            .filter_map(|v| {
+                v["choices"][0]["delta"]["content"]
+                    .as_str()
+                    .map(String::from)
+            })
+            .filter(|t| !t.is_empty())
+            .collect()
+    };
     let expected: Vec<String> = (0..21).map(|i| format!("tok{i} ")).collect();
-    assert_eq!(tokens, expected);
+    // Relayed event for event without guardrails…
+    let off = s.gw.create_key("acme", &["--policy", "off"])["key"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let text = s
+        .chat_as(&off, stream_body("mock-fast"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(tokens(text), expected);
+    // …and the same text, in possibly different pieces, through the default guardrails.
+    let text = s.chat(stream_body("mock-fast")).await.text().await.unwrap();
+    assert!(text.ends_with("data: [DONE]\n\n"), "{text}");
+    assert_eq!(tokens(text).concat(), expected.concat());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -566,8 +603,9 @@ async fn secrets_never_appear_in_logs_metrics_or_errors() {
     let resp = s.chat_as(&wrong, chat_body("mock-json")).await;
     let error = resp.text().await.unwrap();
     assert!(!error.contains(&wrong[3..]), "{error}");
-    let metrics = s.metrics().await;
-    assert!(metrics.contains("portcullis_requests_total{model=\"mock-*\",route=\"chat_completions\",status=\"200\",tenant=\"acme\"} 1"), "{metrics}");
+    let wanted = "portcullis_requests_total{model=\"mock-*\",route=\"chat_completions\",status=\"200\",tenant=\"acme\"} 1";
+    let metrics = s.metrics_with(wanted).await;
+    assert!(metrics.contains(wanted), "{metrics}");
     for text in [s.gw.log(), metrics, error] {
         assert!(!text.contains(&s.key[3..]), "the API key leaked");
         assert!(!text.contains(&wrong[3..]), "a presented key leaked");
@@ -584,7 +622,7 @@ async fn admin_listener_serves_health_readiness_and_metrics() {
     assert_eq!(ready["status"], "ready");
     assert_eq!(get("/nope").await.unwrap().status(), 404);
     let _ = s.chat(chat_body("mock-json")).await;
-    let metrics = get("/metrics").await.unwrap().text().await.unwrap();
+    let metrics = s.metrics_with("portcullis_gateway_overhead_seconds").await;
     for name in [
         "portcullis_requests_total",
         "portcullis_request_duration_seconds",

@@ -94,7 +94,8 @@ const EMAIL: &str = "jane.doe@example.com";
 #[tokio::test]
 async fn default_policy_redacts_request_text_but_not_keys_ids_or_images() {
     let s = setup("", &[]).await;
-    let image = "data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk";
+    let image =
+        "data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk";
     let response = s
         .post(
             "/v1/chat/completions",
@@ -114,21 +115,25 @@ async fn default_policy_redacts_request_text_but_not_keys_ids_or_images() {
     // Only message text is scanned: other fields travel as sent.
     assert_eq!(sent["user"], EMAIL);
 
-    let metrics = s
-        .http
-        .get(s.gw.admin_url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    assert!(
-        metrics.contains(
-            r#"portcullis_guardrail_findings_total{action="redact",direction="request",entity="EMAIL"} 1"#
-        ),
-        "{metrics}"
-    );
+    // The logging phase runs just after the response is sent: poll briefly.
+    let wanted = r#"portcullis_guardrail_findings_total{action="redact",direction="request",entity="EMAIL"} 1"#;
+    let mut metrics = String::new();
+    for _ in 0..50 {
+        metrics = s
+            .http
+            .get(s.gw.admin_url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if metrics.contains(wanted) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(40)).await;
+    }
+    assert!(metrics.contains(wanted), "{metrics}");
     let log = s.gw.log();
     assert!(!log.contains(EMAIL) && !log.contains("4111 1111"), "{log}");
     assert!(log.contains("request:EMAIL:redact=1"), "{log}");
@@ -149,7 +154,12 @@ async fn streamed_pii_straddling_events_is_masked_at_every_byte_split() {
                 "messages": [{"role": "user", "content": "contact details?"}],
                 "metadata": {"answer": answer, "event_chars": "6", "split_at": split.to_string()}});
             let s = &s;
-            async move { (*split, read_stream(s.post("/v1/chat/completions", body).await).await) }
+            async move {
+                (
+                    *split,
+                    read_stream(s.post("/v1/chat/completions", body).await).await,
+                )
+            }
         });
         for (split, (raw, content)) in futures_util::future::join_all(requests).await {
             assert_eq!(content, expected, "split at byte {split}");
@@ -184,7 +194,10 @@ async fn streams_release_text_before_the_end() {
             break;
         }
     }
-    assert!(events_before_done > 100, "{events_before_done} content events");
+    assert!(
+        events_before_done > 100,
+        "{events_before_done} content events"
+    );
 }
 
 const PSEUDO: &str = r#"
@@ -271,9 +284,15 @@ async fn block_refuses_requests_and_answers_with_the_documented_error() {
     assert_eq!(body["error"]["code"], "guardrail_blocked");
     assert_eq!(body["error"]["type"], "invalid_request_error");
     let message = body["error"]["message"].as_str().unwrap();
-    assert!(message.contains("API_SECRET") && message.contains("strict"), "{message}");
+    assert!(
+        message.contains("API_SECRET") && message.contains("strict"),
+        "{message}"
+    );
     assert!(!message.contains(AWS_KEY));
-    assert!(s.upstream.state.last_request().is_none(), "nothing reached the provider");
+    assert!(
+        s.upstream.state.last_request().is_none(),
+        "nothing reached the provider"
+    );
 
     // An answer carrying a secret is replaced by the error.
     let answer = format!("Use {AWS_KEY} to sign in.");
@@ -286,7 +305,10 @@ async fn block_refuses_requests_and_answers_with_the_documented_error() {
         .await;
     assert_eq!(response.status(), 400);
     let text = response.text().await.unwrap();
-    assert!(text.contains("guardrail_blocked") && !text.contains("AKIA"), "{text}");
+    assert!(
+        text.contains("guardrail_blocked") && !text.contains("AKIA"),
+        "{text}"
+    );
 
     // Streamed: the stream ends with the error event, and the value never left.
     let response = s
@@ -314,9 +336,16 @@ async fn tenant_policy_is_set_by_the_cli_and_unknown_policies_are_refused() {
     assert!(err.contains("nope") && err.contains("strict"), "{err}");
 
     let out = s.gw.cli(&["tenants", "set-policy", "acme", "strict"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // A fresh key picks up the tenant's policy at once (no cache entry yet).
-    let key = s.gw.create_key("acme", &[])["key"].as_str().unwrap().to_string();
+    let key = s.gw.create_key("acme", &[])["key"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let response = s
         .http
         .post(s.gw.url("/v1/chat/completions"))

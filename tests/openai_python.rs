@@ -63,7 +63,10 @@ async fn official_openai_python_sdk_works_through_the_gateway() {
     let body = format!(
         "[[providers]]\nname = \"up\"\nkind = \"openai\"\nbase_url = \"{}\"\napi_key = \"env:PORTCULLIS_TEST_UPSTREAM_KEY\"\n\
          [[providers]]\nname = \"demo\"\nkind = \"mock\"\n\
-         [[routes]]\nmodel = \"demo\"\nprovider = \"demo\"\n[[routes]]\nmodel = \"mock-*\"\nprovider = \"up\"\n",
+         [[routes]]\nmodel = \"demo\"\nprovider = \"demo\"\n[[routes]]\nmodel = \"mock-*\"\nprovider = \"up\"\n\
+         [guardrails]\ndefault_policy = \"sdk\"\n\
+         [guardrails.policies.sdk.request]\ndefault = \"redact\"\nAPI_SECRET = \"block\"\n\
+         [guardrails.policies.sdk.response]\ndefault = \"redact\"\nAPI_SECRET = \"block\"\n",
         upstream.base_url()
     );
     let gw = TestGateway::start(&body, "", "");
@@ -96,6 +99,7 @@ async fn official_openai_python_sdk_works_through_the_gateway() {
     );
     let summary: Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
     assert_eq!(summary["chat"], "Hello from the mock upstream.");
-    assert_eq!(summary["stream_chunks"], 21);
+    assert!(summary["stream_chunks"].as_u64().unwrap() >= 1);
+    assert_eq!(summary["guardrails"], "ok");
     assert_eq!(summary["errors"], "ok");
 }

@@ -120,7 +120,10 @@ async fn conformance(store: &Store, reopen: impl Fn() -> Store) {
 
     // Guardrail policies: a tenant's, and a key's own that overrides it.
     assert_eq!(acme.guardrail_policy, None);
-    let set = store.set_tenant_policy("beta", Some("strict")).await.unwrap();
+    let set = store
+        .set_tenant_policy("beta", Some("strict"))
+        .await
+        .unwrap();
     assert_eq!(set.guardrail_policy.as_deref(), Some("strict"));
     let found = store.find_api_key_by_hash("hash-2").await.unwrap().unwrap();
     assert_eq!(found.guardrail_policy, None);

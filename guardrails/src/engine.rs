@@ -13,6 +13,9 @@ use crate::advice::AdviceClassifier;
 use crate::entity::EntityType;
 use crate::rules::{builtin_packs, Rule, RuleError, RulePack};
 
+/// The most a stream is held back for a single value, in bytes.
+pub const MAX_HOLDBACK: usize = 256;
+
 /// One detected value: its type and its UTF-8 byte range in the scanned text (end exclusive).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Finding {
@@ -160,7 +163,11 @@ impl Engine {
         out: &mut Vec<(Finding, i32)>,
     ) {
         let rule = &compiled.rule;
-        if start == end || end - start > rule.max_len || !on_word_boundary(text, start, end) {
+        if start == end
+            || end - start > rule.max_len
+            || !on_word_boundary(text, start, end)
+            || continues_a_number(text, start, end)
+        {
             return;
         }
         let value = &text[start..end];
@@ -179,14 +186,14 @@ impl Engine {
         let before = window_start(text, start, rule.context_before);
         let after = window_end(text, end, rule.context_after.max(16));
         if let Some(ex) = &compiled.exclude {
-            if ex.is_match(&text[before..start]) || ex.is_match(&text[end..after]) {
+            if has_word(ex, &text[before..start]) || has_word(ex, &text[end..after]) {
                 return;
             }
         }
         if rule.context_required {
             let after_ctx = window_end(text, end, rule.context_after);
             let found = compiled.context.as_ref().is_some_and(|ac| {
-                ac.is_match(&text[before..start]) || ac.is_match(&text[end..after_ctx])
+                has_word(ac, &text[before..start]) || has_word(ac, &text[end..after_ctx])
             });
             if !found {
                 return;
@@ -207,10 +214,12 @@ impl Engine {
         self.advice.is_advice(text)
     }
 
-    /// The longest value any rule can match, in bytes: a streaming hold-back shorter than this
-    /// could release the first part of a value before its end has arrived.
+    /// The longest value any rule can match, in bytes, capped at [`MAX_HOLDBACK`]: a
+    /// streaming hold-back shorter than this could release the first part of a value before
+    /// its end has arrived. (Longer values — a JWT with a big payload — are masked from where
+    /// they are recognised.)
     pub fn max_match_len(&self) -> usize {
-        self.max_match_len
+        self.max_match_len.min(MAX_HOLDBACK)
     }
 }
 
@@ -231,6 +240,35 @@ fn on_word_boundary(text: &str, start: usize, end: usize) -> bool {
     let after = text[end..].chars().next();
     let glued = |c: Option<char>| c.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_');
     !glued(before) && !glued(after)
+}
+
+/// Whether a context word occurs in `window` as a word of its own ("tin" is not in "routing").
+fn has_word(ac: &AhoCorasick, window: &str) -> bool {
+    ac.find_overlapping_iter(window)
+        .any(|m| on_word_boundary(window, m.start(), m.end()))
+}
+
+/// A digit value that is only part of a longer number: `0384 9219 4842` inside a tracking
+/// number `9400 0384 9219 4842 3951 34`, `6264-4415-8689` inside a UUID.
+fn continues_a_number(text: &str, start: usize, end: usize) -> bool {
+    let value = &text[start..end];
+    let bytes = text.as_bytes();
+    let digit_at = |i: usize| bytes.get(i).is_some_and(u8::is_ascii_digit);
+    let alnum_at = |i: usize| bytes.get(i).is_some_and(u8::is_ascii_alphanumeric);
+    let ends_with_digit = value.bytes().last().is_some_and(|b| b.is_ascii_digit());
+    let starts_with_digit = value.bytes().next().is_some_and(|b| b.is_ascii_digit());
+    let joined_after = ends_with_digit
+        && matches!(bytes.get(end), Some(b' ' | b'-' | b'.'))
+        && digit_at(end + 1)
+        && !matches!(bytes.get(end), Some(b'.'));
+    let joined_before = starts_with_digit
+        && start >= 2
+        && match bytes[start - 1] {
+            b'-' | b'.' => alnum_at(start - 2),
+            b' ' => digit_at(start - 2),
+            _ => false,
+        };
+    joined_after || joined_before
 }
 
 fn window_start(text: &str, start: usize, len: usize) -> usize {
@@ -281,7 +319,8 @@ mod tests {
 
     #[test]
     fn finds_validated_values_and_ignores_look_alikes() {
-        let found = types("card 4111 1111 1111 1111, not 4111 1111 1111 1112; mail a.b@example.org");
+        let found =
+            types("card 4111 1111 1111 1111, not 4111 1111 1111 1112; mail a.b@example.org");
         assert_eq!(
             found,
             vec![
@@ -296,7 +335,10 @@ mod tests {
     fn context_is_required_where_the_rule_says_so() {
         assert!(types("order 12345678 shipped").is_empty());
         let found = types("account number: 12345678");
-        assert_eq!(found, vec![(EntityType::BankAccount, "12345678".to_string())]);
+        assert_eq!(
+            found,
+            vec![(EntityType::BankAccount, "12345678".to_string())]
+        );
     }
 
     #[test]

@@ -269,7 +269,11 @@ impl Pseudonyms {
     /// Length of the longest placeholder handed out: a stream must hold back at least this much
     /// so a placeholder split across chunks is restored whole.
     pub fn max_placeholder_len(&self) -> usize {
-        self.by_placeholder.keys().map(String::len).max().unwrap_or(0)
+        self.by_placeholder
+            .keys()
+            .map(String::len)
+            .max()
+            .unwrap_or(0)
     }
 }
 
@@ -359,10 +363,7 @@ pub fn apply(
     }
     for f in findings {
         // A placeholder's text is ours, not the provider's data.
-        if placeholders
-            .iter()
-            .any(|(s, e)| f.start < *e && *s < f.end)
-        {
+        if placeholders.iter().any(|(s, e)| f.start < *e && *s < f.end) {
             continue;
         }
         let action = rules.action(f.entity);
@@ -435,7 +436,9 @@ mod tests {
         );
         assert_eq!(out.as_deref(), Some("mail [EMAIL] or call [PHONE]"));
         assert_eq!(
-            report.counts.get(&(Direction::Request, EntityType::Email, Action::Redact)),
+            report
+                .counts
+                .get(&(Direction::Request, EntityType::Email, Action::Redact)),
             Some(&1)
         );
     }
@@ -481,7 +484,10 @@ mod tests {
             &mut report,
         )
         .unwrap();
-        assert_eq!(back, "Reply to b@y.io and cc a@x.io; [EMAIL_3] is not ours.");
+        assert_eq!(
+            back,
+            "Reply to b@y.io and cc a@x.io; [EMAIL_3] is not ours."
+        );
     }
 
     #[test]
@@ -525,7 +531,10 @@ mod tests {
     #[test]
     fn actions_parse_and_order_by_severity() {
         assert_eq!("block".parse::<Action>(), Ok(Action::Block));
-        assert!("drop".parse::<Action>().unwrap_err().contains("pseudonymize"));
+        assert!("drop"
+            .parse::<Action>()
+            .unwrap_err()
+            .contains("pseudonymize"));
         assert!(Action::Block > Action::Pseudonymize && Action::Redact > Action::Log);
     }
 }

@@ -132,14 +132,17 @@ struct RawKeywords {
 }
 
 /// The longest value a rule may declare: it bounds how much of a stream is held back.
-pub const MAX_VALUE_LEN: usize = 512;
+pub const MAX_VALUE_LEN: usize = 4096;
 
 /// The packs shipped in `guardrails/rules/`, in load order.
 pub const BUILTIN: &[(&str, &str)] = &[
     ("pii.toml", include_str!("../rules/pii.toml")),
     ("bfsi.toml", include_str!("../rules/bfsi.toml")),
     ("secrets.toml", include_str!("../rules/secrets.toml")),
-    ("confidential.toml", include_str!("../rules/confidential.toml")),
+    (
+        "confidential.toml",
+        include_str!("../rules/confidential.toml"),
+    ),
 ];
 
 pub fn builtin_packs() -> Result<Vec<RulePack>, RuleError> {
@@ -227,7 +230,10 @@ impl RulePack {
                 .parse::<EntityType>()
                 .map_err(|e| invalid(format!("keywords {}: {e}", k.id)))?;
             if k.words.iter().any(|w| w.trim().is_empty()) || k.words.is_empty() {
-                return Err(invalid(format!("keywords {}: words must be non-empty", k.id)));
+                return Err(invalid(format!(
+                    "keywords {}: words must be non-empty",
+                    k.id
+                )));
             }
             keywords.push(KeywordRule {
                 id: k.id,
@@ -269,10 +275,19 @@ pattern = "("
         let err = RulePack::parse("custom.toml", bad).unwrap_err().to_string();
         assert!(err.contains("custom.toml") && err.contains("r1"), "{err}");
         let bad = "name = \"x\"\n[[rules]]\nid = \"r\"\nentity = \"MAIL\"\npattern = \"a\"\n";
-        assert!(RulePack::parse("p", bad).unwrap_err().to_string().contains("MAIL"));
+        assert!(RulePack::parse("p", bad)
+            .unwrap_err()
+            .to_string()
+            .contains("MAIL"));
         let bad = "name = \"x\"\n[[rules]]\nid = \"r\"\nentity = \"EMAIL\"\npattern = \"a\"\nvalidator = \"crc\"\n";
-        assert!(RulePack::parse("p", bad).unwrap_err().to_string().contains("luhn"));
+        assert!(RulePack::parse("p", bad)
+            .unwrap_err()
+            .to_string()
+            .contains("luhn"));
         let bad = "name = \"x\"\nfoo = 1\n";
-        assert!(RulePack::parse("p", bad).unwrap_err().to_string().contains("foo"));
+        assert!(RulePack::parse("p", bad)
+            .unwrap_err()
+            .to_string()
+            .contains("foo"));
     }
 }

@@ -6,6 +6,7 @@
 //! back to the start of any value that straddles that point, with every value inside the
 //! released part already masked. Because the hold-back is at least the longest value any rule
 //! can match, no byte of a value leaves before the whole value has been seen and checked.
+//! Text up to the last line break is released at once: no value spans lines.
 
 use crate::policy::{apply, Action, Guard};
 
@@ -122,7 +123,11 @@ impl StreamScanner {
         let mut cut = if last {
             self.pending.len()
         } else {
-            floor_char_boundary(&self.pending, self.pending.len().saturating_sub(holdback))
+            let by_length =
+                floor_char_boundary(&self.pending, self.pending.len().saturating_sub(holdback));
+            // No value spans a line break: everything up to the last one is complete.
+            let by_line = self.pending.rfind('\n').map_or(0, |i| i + 1);
+            by_length.max(by_line)
         };
         loop {
             let straddling = findings
@@ -162,7 +167,8 @@ impl StreamScanner {
             return false;
         }
         let total = self.seen.len() + self.pending.len();
-        let due = last || (action == Action::Block && total >= self.advice_checked_len + ADVICE_CHECK_EVERY);
+        let due = last
+            || (action == Action::Block && total >= self.advice_checked_len + ADVICE_CHECK_EVERY);
         if !due {
             return false;
         }
@@ -220,7 +226,12 @@ mod tests {
     use crate::policy::{Checked, Direction, Pseudonyms, Report, Rules};
     use crate::Engine;
 
-    fn stream(engine: &Engine, rules: &Rules, pseudonyms: &mut Pseudonyms, pieces: &[&str]) -> (String, Report) {
+    fn stream(
+        engine: &Engine,
+        rules: &Rules,
+        pseudonyms: &mut Pseudonyms,
+        pieces: &[&str],
+    ) -> (String, Report) {
         let mut report = Report::default();
         let mut guard = Guard {
             engine,
@@ -260,7 +271,8 @@ mod tests {
         }
     }
 
-    const TEXT: &str = "Sure — write to jane.doe@example.com, or call +1 (415) 555-0132 before Friday. \
+    const TEXT: &str =
+        "Sure — write to jane.doe@example.com, or call +1 (415) 555-0132 before Friday. \
                         Wire it to DE89 3704 0044 0532 0130 00; thanks, ünïcødé 完了.";
 
     #[test]
@@ -268,9 +280,17 @@ mod tests {
         let engine = Engine::builtin().unwrap();
         let rules = Rules::all(Action::Redact, Action::Off);
         let expected = whole(&engine, &rules, &mut Pseudonyms::default(), TEXT);
-        assert!(expected.contains("[EMAIL]") && expected.contains("[IBAN]"), "{expected}");
+        assert!(
+            expected.contains("[EMAIL]") && expected.contains("[IBAN]"),
+            "{expected}"
+        );
         for cut in (0..=TEXT.len()).filter(|i| TEXT.is_char_boundary(*i)) {
-            let (out, _) = stream(&engine, &rules, &mut Pseudonyms::default(), &[&TEXT[..cut], &TEXT[cut..]]);
+            let (out, _) = stream(
+                &engine,
+                &rules,
+                &mut Pseudonyms::default(),
+                &[&TEXT[..cut], &TEXT[cut..]],
+            );
             assert_eq!(out, expected, "split at byte {cut}");
         }
     }
@@ -304,9 +324,16 @@ mod tests {
         if let Released::Text(t) = scanner.finish(&mut guard) {
             out.push_str(&t);
         }
-        assert_eq!(out, whole(&engine, &rules, &mut Pseudonyms::default(), TEXT));
         assert_eq!(
-            report.counts.get(&(Direction::Response, crate::EntityType::Email, Action::Redact)),
+            out,
+            whole(&engine, &rules, &mut Pseudonyms::default(), TEXT)
+        );
+        assert_eq!(
+            report.counts.get(&(
+                Direction::Response,
+                crate::EntityType::Email,
+                Action::Redact
+            )),
             Some(&1)
         );
     }
@@ -330,7 +357,12 @@ mod tests {
         let Released::Text(first) = scanner.push(&long, &mut guard) else {
             panic!("blocked")
         };
-        assert!(first.len() + holdback >= long.len(), "released {} of {}", first.len(), long.len());
+        assert!(
+            first.len() + holdback >= long.len(),
+            "released {} of {}",
+            first.len(),
+            long.len()
+        );
         assert!(scanner.held() <= holdback);
     }
 
@@ -341,8 +373,16 @@ mod tests {
         let placeholder = pseudonyms.placeholder(crate::EntityType::Email, "jane@example.com");
         let text = format!("Hello {placeholder}, your order shipped.");
         for cut in 0..=text.len() {
-            let (out, _) = stream(&engine, &Rules::off(), &mut pseudonyms, &[&text[..cut], &text[cut..]]);
-            assert_eq!(out, "Hello jane@example.com, your order shipped.", "split at {cut}");
+            let (out, _) = stream(
+                &engine,
+                &Rules::off(),
+                &mut pseudonyms,
+                &[&text[..cut], &text[cut..]],
+            );
+            assert_eq!(
+                out, "Hello jane@example.com, your order shipped.",
+                "split at {cut}"
+            );
         }
     }
 
@@ -352,9 +392,56 @@ mod tests {
         let mut rules = Rules::off();
         rules.set(crate::EntityType::ApiSecret, Action::Block);
         let text = "Use the key AKIA2E0A8F3B244C9986 to sign in, then rotate it.";
-        let (out, report) = stream(&engine, &rules, &mut Pseudonyms::default(), &[&text[..20], &text[20..]]);
+        let (out, report) = stream(
+            &engine,
+            &rules,
+            &mut Pseudonyms::default(),
+            &[&text[..20], &text[20..]],
+        );
         assert!(out.ends_with("<BLOCKED>"), "{out}");
         assert!(!out.contains("AKIA"), "{out}");
-        assert_eq!(report.blocked_names(Direction::Response), vec!["API_SECRET"]);
+        assert_eq!(
+            report.blocked_names(Direction::Response),
+            vec!["API_SECRET"]
+        );
+    }
+
+    #[test]
+    fn a_jwt_longer_than_the_holdback_is_held_until_complete() {
+        let engine = Engine::builtin().unwrap();
+        let rules = Rules::all(Action::Redact, Action::Off);
+        let payload =
+            "eyJzdWIiOiIxMjM0NTY3ODkwIiwibmFtZSI6IkpvaG4gRG9lIiwiYWRtaW4iOnRydWV9".repeat(8);
+        let jwt =
+            format!("eyJhbGciOiJSUzI1NiIsInR5cCI6IkpXVCJ9.{payload}.c2lnbmF0dXJlc2lnbmF0dXJl");
+        assert!(jwt.len() > 2 * engine.max_match_len());
+        let text = format!("Token: {jwt} expires soon.");
+        let pieces: Vec<&str> = text
+            .as_bytes()
+            .chunks(7)
+            .map(|c| std::str::from_utf8(c).unwrap())
+            .collect();
+        let (out, _) = stream(&engine, &rules, &mut Pseudonyms::default(), &pieces);
+        assert_eq!(out, "Token: [API_SECRET] expires soon.");
+    }
+
+    #[test]
+    fn complete_lines_are_released_at_once() {
+        let engine = Engine::builtin().unwrap();
+        let rules = Rules::all(Action::Redact, Action::Off);
+        let mut report = Report::default();
+        let mut pseudonyms = Pseudonyms::default();
+        let mut guard = Guard {
+            engine: &engine,
+            rules: &rules,
+            direction: Direction::Response,
+            pseudonyms: &mut pseudonyms,
+            report: &mut report,
+        };
+        let mut scanner = StreamScanner::new(256);
+        assert_eq!(
+            scanner.push("Step one.\nStep", &mut guard),
+            Released::Text("Step one.\n".to_string())
+        );
     }
 }

@@ -80,7 +80,7 @@ fn digits(value: &str) -> Vec<u32> {
 /// Luhn mod-10 (payment cards), over the digits, separators ignored.
 pub fn luhn(value: &str) -> bool {
     let d = digits(value);
-    if d.len() < 12 {
+    if d.len() < 13 {
         return false;
     }
     let sum: u32 = d
@@ -106,16 +106,75 @@ pub fn luhn(value: &str) -> bool {
 /// IBAN length per country (ISO 13616 registry), for the countries it is checked against.
 fn iban_length(country: &str) -> Option<usize> {
     Some(match country {
-        "AD" => 24, "AE" => 23, "AL" => 28, "AT" => 20, "AZ" => 28, "BA" => 20, "BE" => 16,
-        "BG" => 22, "BH" => 22, "BR" => 29, "CH" => 21, "CR" => 22, "CY" => 28, "CZ" => 24,
-        "DE" => 22, "DK" => 18, "DO" => 28, "EE" => 20, "EG" => 29, "ES" => 24, "FI" => 18,
-        "FO" => 18, "FR" => 27, "GB" => 22, "GE" => 22, "GI" => 23, "GL" => 18, "GR" => 27,
-        "GT" => 28, "HR" => 21, "HU" => 28, "IE" => 22, "IL" => 23, "IS" => 26, "IT" => 27,
-        "JO" => 30, "KW" => 30, "KZ" => 20, "LB" => 28, "LI" => 21, "LT" => 20, "LU" => 20,
-        "LV" => 21, "MC" => 27, "MD" => 24, "ME" => 22, "MK" => 19, "MR" => 27, "MT" => 31,
-        "MU" => 30, "NL" => 18, "NO" => 15, "PK" => 24, "PL" => 28, "PS" => 29, "PT" => 25,
-        "QA" => 29, "RO" => 24, "RS" => 22, "SA" => 24, "SE" => 24, "SI" => 19, "SK" => 24,
-        "SM" => 27, "TN" => 24, "TR" => 26, "UA" => 29, "VG" => 24, "XK" => 20,
+        "AD" => 24,
+        "AE" => 23,
+        "AL" => 28,
+        "AT" => 20,
+        "AZ" => 28,
+        "BA" => 20,
+        "BE" => 16,
+        "BG" => 22,
+        "BH" => 22,
+        "BR" => 29,
+        "CH" => 21,
+        "CR" => 22,
+        "CY" => 28,
+        "CZ" => 24,
+        "DE" => 22,
+        "DK" => 18,
+        "DO" => 28,
+        "EE" => 20,
+        "EG" => 29,
+        "ES" => 24,
+        "FI" => 18,
+        "FO" => 18,
+        "FR" => 27,
+        "GB" => 22,
+        "GE" => 22,
+        "GI" => 23,
+        "GL" => 18,
+        "GR" => 27,
+        "GT" => 28,
+        "HR" => 21,
+        "HU" => 28,
+        "IE" => 22,
+        "IL" => 23,
+        "IS" => 26,
+        "IT" => 27,
+        "JO" => 30,
+        "KW" => 30,
+        "KZ" => 20,
+        "LB" => 28,
+        "LI" => 21,
+        "LT" => 20,
+        "LU" => 20,
+        "LV" => 21,
+        "MC" => 27,
+        "MD" => 24,
+        "ME" => 22,
+        "MK" => 19,
+        "MR" => 27,
+        "MT" => 31,
+        "MU" => 30,
+        "NL" => 18,
+        "NO" => 15,
+        "PK" => 24,
+        "PL" => 28,
+        "PS" => 29,
+        "PT" => 25,
+        "QA" => 29,
+        "RO" => 24,
+        "RS" => 22,
+        "SA" => 24,
+        "SE" => 24,
+        "SI" => 19,
+        "SK" => 24,
+        "SM" => 27,
+        "TN" => 24,
+        "TR" => 26,
+        "UA" => 29,
+        "VG" => 24,
+        "XK" => 20,
         _ => return None,
     })
 }
@@ -282,7 +341,13 @@ pub fn base58check(value: &str) -> bool {
 const BECH32_CHARSET: &[u8] = b"qpzry9x8gf2tvdw0s3jn54khce6mua7l";
 
 fn bech32_polymod(values: &[u8]) -> u32 {
-    const GEN: [u32; 5] = [0x3b6a_57b2, 0x2650_8e6d, 0x1ea1_19fa, 0x3d42_33dd, 0x2a14_62b3];
+    const GEN: [u32; 5] = [
+        0x3b6a_57b2,
+        0x2650_8e6d,
+        0x1ea1_19fa,
+        0x3d42_33dd,
+        0x2a14_62b3,
+    ];
     let mut chk: u32 = 1;
     for v in values {
         let top = chk >> 25;
@@ -383,9 +448,7 @@ TG TH TJ TK TL TM TN TO TR TT TV TW TZ UA UG UM US UY UZ VA VC VE VG VI VN VU WF
 ZM ZW";
 
 pub fn bic_country(value: &str) -> bool {
-    value.len() >= 6
-        && value.is_char_boundary(6)
-        && COUNTRIES.split(' ').any(|c| c == &value[4..6])
+    value.len() >= 6 && value.is_char_boundary(6) && COUNTRIES.split(' ').any(|c| c == &value[4..6])
 }
 
 #[cfg(test)]

@@ -58,7 +58,11 @@ pub(super) fn validate(
     );
     for (name, raw_policy) in &raw.policies {
         let key = format!("guardrails.policies.{name}");
-        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
+        if name.is_empty()
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        {
             p.push(&key, "policy names use letters, digits, '-', '_' or '.'");
         }
         policies.insert(name.clone(), Arc::new(policy(name, raw_policy, &key, p)));
@@ -92,13 +96,43 @@ pub(super) fn validate(
     })
 }
 
-fn build_engine(raw: &RawGuardrails, _config_dir: &Path, p: &mut Problems) -> Option<Engine> {
-    // PENDING(rule packs from files): wired once the engine's pack API lands.
-    let _ = &raw.rule_packs;
-    match Engine::builtin() {
+fn build_engine(raw: &RawGuardrails, config_dir: &Path, p: &mut Problems) -> Option<Engine> {
+    let mut packs = match guardrails::rules::builtin_packs() {
+        Ok(packs) => packs,
+        Err(e) => {
+            p.push(
+                "guardrails",
+                format!("the built-in rule packs are invalid: {e}"),
+            );
+            return None;
+        }
+    };
+    let mut ok = true;
+    for (i, file) in raw.rule_packs.iter().enumerate() {
+        let key = format!("guardrails.rule_packs[{i}]");
+        // Relative paths are relative to the config file.
+        let path = config_dir.join(file);
+        let parsed = std::fs::read_to_string(&path)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))
+            .and_then(|text| {
+                guardrails::rules::RulePack::parse(&path.display().to_string(), &text)
+                    .map_err(|e| e.to_string())
+            });
+        match parsed {
+            Ok(pack) => packs.push(pack),
+            Err(message) => {
+                p.push(key, message);
+                ok = false;
+            }
+        }
+    }
+    if !ok {
+        return None;
+    }
+    match Engine::from_packs(packs) {
         Ok(engine) => Some(engine),
         Err(e) => {
-            p.push("guardrails", format!("the built-in rule packs are invalid: {e}"));
+            p.push("guardrails.rule_packs", e.to_string());
             None
         }
     }
@@ -107,8 +141,18 @@ fn build_engine(raw: &RawGuardrails, _config_dir: &Path, p: &mut Problems) -> Op
 fn policy(name: &str, raw: &RawPolicy, key: &str, p: &mut Problems) -> Policy {
     Policy {
         name: name.to_string(),
-        request: rules(&raw.request, Direction::Request, &format!("{key}.request"), p),
-        response: rules(&raw.response, Direction::Response, &format!("{key}.response"), p),
+        request: rules(
+            &raw.request,
+            Direction::Request,
+            &format!("{key}.request"),
+            p,
+        ),
+        response: rules(
+            &raw.response,
+            Direction::Response,
+            &format!("{key}.response"),
+            p,
+        ),
     }
 }
 

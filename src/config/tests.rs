@@ -188,5 +188,38 @@ FINANCIAL_ADVICE = "block"
     assert_eq!(p.request.financial_advice, Action::Off);
     assert_eq!(p.response.action(EntityType::Email), Action::Off);
     assert_eq!(p.response.financial_advice, Action::Block);
-    assert!(c.guardrails.has_policy("default"), "the built-in one stays available");
+    assert!(
+        c.guardrails.has_policy("default"),
+        "the built-in one stays available"
+    );
+}
+
+#[test]
+fn rule_packs_load_relative_to_the_config_and_report_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("mine.toml"),
+        "name = \"mine\"\n[[keywords]]\nid = \"k\"\nentity = \"CONFIDENTIAL\"\nwords = [\"project falcon\"]\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("bad.toml"),
+        "name = \"bad\"\n[[rules]]\nid = \"r\"\nentity = \"EMAIL\"\npattern = \"(\"\n",
+    )
+    .unwrap();
+    let path = dir.path().join("config.toml");
+    let ok = format!("{MINIMAL}\n[guardrails]\nrule_packs = [\"mine.toml\"]\n");
+    let c = Config::from_toml(&ok, &path).unwrap();
+    let found = c.guardrails.engine.scan("re: Project Falcon");
+    assert_eq!(found.len(), 1);
+    let bad = format!("{MINIMAL}\n[guardrails]\nrule_packs = [\"bad.toml\", \"missing.toml\"]\n");
+    let err = Config::from_toml(&bad, &path).unwrap_err().to_string();
+    assert!(
+        err.contains("guardrails.rule_packs[0]") && err.contains("bad.toml"),
+        "{err}"
+    );
+    assert!(
+        err.contains("guardrails.rule_packs[1]") && err.contains("missing.toml"),
+        "{err}"
+    );
 }

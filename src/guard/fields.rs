@@ -7,6 +7,9 @@ use crate::providers::Endpoint;
 
 type Visit<'a> = &'a mut dyn FnMut(&mut String);
 
+/// A function that visits the text fields of one JSON value.
+pub type Walk = fn(&mut Value, &mut dyn FnMut(&mut String));
+
 /// Text fields of a request body:
 /// - chat: `messages[].content` (a string, or `text` parts of an array) and
 ///   `messages[].tool_calls[].function.arguments`;
@@ -166,7 +169,12 @@ mod tests {
             {"role": "tool", "tool_call_id": "call_1", "content": "found"}]});
         assert_eq!(
             collect(Endpoint::ChatCompletions, body, true),
-            vec!["be brief", "what is in this image?", "{\"email\":\"a@b.co\"}", "found"]
+            vec![
+                "be brief",
+                "what is in this image?",
+                "{\"email\":\"a@b.co\"}",
+                "found"
+            ]
         );
     }
 
@@ -191,7 +199,10 @@ mod tests {
     fn answers() {
         let chat = json!({"choices": [{"index": 0, "message": {"role": "assistant",
             "content": "hello"}}]});
-        assert_eq!(collect(Endpoint::ChatCompletions, chat, false), vec!["hello"]);
+        assert_eq!(
+            collect(Endpoint::ChatCompletions, chat, false),
+            vec!["hello"]
+        );
         let responses = json!({"output": [{"type": "message", "content": [
             {"type": "output_text", "text": "hey", "annotations": []}]}]});
         assert_eq!(collect(Endpoint::Responses, responses, false), vec!["hey"]);

@@ -49,10 +49,7 @@ impl GuardState {
     /// Whether the answer must be looked at: the policy scans answers, or pseudonyms handed
     /// out in the request have to be turned back into values.
     pub fn checks_response(&self) -> bool {
-        self.policy
-            .as_ref()
-            .is_some_and(|p| p.response.is_active())
-            || !self.pseudonyms.is_empty()
+        self.policy.as_ref().is_some_and(|p| p.response.is_active()) || !self.pseudonyms.is_empty()
     }
 
     /// The message for a `guardrail_blocked` error: the policy and the types, never values.
@@ -256,9 +253,7 @@ impl SseGuard {
         let mut has_other_content = false;
         for choice in choices.iter_mut() {
             let index = choice.get("index").and_then(Value::as_u64).unwrap_or(0);
-            let finished = choice
-                .get("finish_reason")
-                .is_some_and(|r| !r.is_null());
+            let finished = choice.get("finish_reason").is_some_and(|r| !r.is_null());
             has_other_content |= finished;
             // Chat puts text in delta.content; legacy completions in text.
             let (holder, field) = if choice.get("delta").is_some() {
@@ -365,13 +360,28 @@ impl SseGuard {
         state: &mut GuardState,
         out: &mut Vec<u8>,
     ) -> Result<Emit, Blocked> {
-        let kind = json.get("type").and_then(Value::as_str).unwrap_or("").to_string();
-        let item = json.get("item_id").and_then(Value::as_str).unwrap_or("").to_string();
-        let part = json.get("content_index").and_then(Value::as_u64).unwrap_or(0);
+        let kind = json
+            .get("type")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
+        let item = json
+            .get("item_id")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
+        let part = json
+            .get("content_index")
+            .and_then(Value::as_u64)
+            .unwrap_or(0);
         match kind.as_str() {
             "response.output_text.delta" | "response.function_call_arguments.delta" => {
                 let key = responses_key(&kind, &item, part);
-                let text = json.get("delta").and_then(Value::as_str).unwrap_or("").to_string();
+                let text = json
+                    .get("delta")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_string();
                 let released = self.push_text(&key, &text, engine, state)?;
                 self.released.entry(key).or_default().push_str(&released);
                 if released == text {
@@ -397,9 +407,16 @@ impl SseGuard {
                     }
                     delta["delta"] = Value::String(rest.clone());
                     out.extend_from_slice(&sse::named_event(&delta_kind, &delta.to_string()));
-                    self.released.entry(key.clone()).or_default().push_str(&rest);
+                    self.released
+                        .entry(key.clone())
+                        .or_default()
+                        .push_str(&rest);
                 }
-                let field = if kind == "response.output_text.done" { "text" } else { "arguments" };
+                let field = if kind == "response.output_text.done" {
+                    "text"
+                } else {
+                    "arguments"
+                };
                 let full = self.released.get(&key).cloned().unwrap_or_default();
                 if json.get(field).and_then(Value::as_str) == Some(full.as_str()) {
                     return Ok(Emit::Original);
@@ -407,8 +424,11 @@ impl SseGuard {
                 json[field] = Value::String(full);
                 Ok(Emit::Rewritten)
             }
-            "response.content_part.done" | "response.output_item.done" | "response.completed"
-            | "response.incomplete" | "response.failed" => {
+            "response.content_part.done"
+            | "response.output_item.done"
+            | "response.completed"
+            | "response.incomplete"
+            | "response.failed" => {
                 let target = match kind.as_str() {
                     "response.content_part.done" => json.get_mut("part"),
                     "response.output_item.done" => json.get_mut("item"),
@@ -426,7 +446,11 @@ impl SseGuard {
                     }
                     _ => check_response(engine, state, Endpoint::Responses, target)?,
                 };
-                Ok(if changed { Emit::Rewritten } else { Emit::Original })
+                Ok(if changed {
+                    Emit::Rewritten
+                } else {
+                    Emit::Original
+                })
             }
             _ => Ok(Emit::Original),
         }
@@ -547,7 +571,7 @@ fn check_response_value(
     engine: &Engine,
     state: &mut GuardState,
     value: &mut Value,
-    walk: fn(&mut Value, &mut dyn FnMut(&mut String)),
+    walk: fields::Walk,
 ) -> Result<bool, Blocked> {
     let Some(mut guard) = state.guard(engine, Direction::Response) else {
         return Ok(false);

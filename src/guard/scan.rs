@@ -45,14 +45,22 @@ pub fn scan_jsonl(
             Ok(v) => v,
             Err(e) => {
                 summary.invalid += 1;
-                writeln!(out, "{}", json!({"id": null, "error": format!("line {}: not JSON: {e}", summary.lines)}))?;
+                writeln!(
+                    out,
+                    "{}",
+                    json!({"id": null, "error": format!("line {}: not JSON: {e}", summary.lines)})
+                )?;
                 continue;
             }
         };
         let id = record.get("id").cloned().unwrap_or(Value::Null);
         let Some(text) = record.get("text").and_then(Value::as_str) else {
             summary.invalid += 1;
-            writeln!(out, "{}", json!({"id": id, "error": format!("line {}: no string \"text\" field", summary.lines)}))?;
+            writeln!(
+                out,
+                "{}",
+                json!({"id": id, "error": format!("line {}: no string \"text\" field", summary.lines)})
+            )?;
             continue;
         };
         let entities: Vec<Value> = engine
@@ -79,11 +87,23 @@ mod tests {
     #[test]
     fn one_line_out_per_line_in_even_when_invalid() {
         let engine = Engine::builtin().unwrap();
-        let input = "{\"id\":\"a\",\"text\":\"mail me at jo@example.com\"}\n\nnot json\n{\"id\":7}\n";
+        let input =
+            "{\"id\":\"a\",\"text\":\"mail me at jo@example.com\"}\n\nnot json\n{\"id\":7}\n";
         let mut out = Vec::new();
-        let summary =
-            scan_jsonl(&engine, &Policy::builtin_default(), input.as_bytes(), &mut out).unwrap();
-        assert_eq!(summary, Summary { lines: 3, invalid: 2 });
+        let summary = scan_jsonl(
+            &engine,
+            &Policy::builtin_default(),
+            input.as_bytes(),
+            &mut out,
+        )
+        .unwrap();
+        assert_eq!(
+            summary,
+            Summary {
+                lines: 3,
+                invalid: 2
+            }
+        );
         let lines: Vec<Value> = String::from_utf8(out)
             .unwrap()
             .lines()

@@ -50,7 +50,9 @@ pub enum GatewayError {
     GuardrailPolicyNotFound(String),
     #[error("The provider's answer exceeds guardrails.max_response_bytes ({limit} bytes) and cannot be checked.")]
     ResponseTooLarge { limit: usize },
-    #[error("The provider's answer is compressed ({encoding}) and cannot be checked by the guardrails.")]
+    #[error(
+        "The provider's answer is compressed ({encoding}) and cannot be checked by the guardrails."
+    )]
     ResponseUninspectable { encoding: String },
 }
 

@@ -13,8 +13,8 @@ use super::respond::{write_full, JSON};
 use super::{upstream, Failure, Gateway};
 use crate::auth::AuthError;
 use crate::guard::{self, Blocked};
-use guardrails::policy::Direction;
 use crate::providers::{Endpoint, ProviderKind};
+use guardrails::policy::Direction;
 
 /// What the gateway does with a request, decided from method and path alone.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

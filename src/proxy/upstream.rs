@@ -96,8 +96,13 @@ pub async fn forward(
         Inspection::Stream => Framing::Rewritten,
         _ => Framing::AsUpstream,
     };
-    let header = downstream_header(upstream_header, framing, session.is_http2(), &ctx.request_id)
-        .map_err(|e| upstream_failure(ctx, provider_name, &e))?;
+    let header = downstream_header(
+        upstream_header,
+        framing,
+        session.is_http2(),
+        &ctx.request_id,
+    )
+    .map_err(|e| upstream_failure(ctx, provider_name, &e))?;
     ctx.outcome.status = header.status.as_u16();
     if let Err(e) = session.write_response_header(Box::new(header), false).await {
         upstream.shutdown().await;
@@ -271,13 +276,13 @@ async fn relay_whole(
             .release_http_session(upstream, peer, Some(provider.timeouts.pool_idle))
             .await;
     }
-    let endpoint = ctx.request.endpoint.unwrap_or(crate::providers::Endpoint::ChatCompletions);
+    let endpoint = ctx
+        .request
+        .endpoint
+        .unwrap_or(crate::providers::Endpoint::ChatCompletions);
     let body = guard_whole(gw, ctx, endpoint, body.freeze())?;
     ctx.timing.first_byte = Some(Instant::now());
-    let headers: Vec<(String, &str)> = extra
-        .iter()
-        .map(|(n, v)| (n.clone(), v.as_str()))
-        .collect();
+    let headers: Vec<(String, &str)> = extra.iter().map(|(n, v)| (n.clone(), v.as_str())).collect();
     super::respond::write_full(session, ctx, status, super::respond::JSON, body, &headers)
         .await
         .map_err(|e| client_gone(ctx, e))

@@ -218,17 +218,20 @@ impl Store {
     }
 
     pub async fn list_tenants(&self) -> Result<Vec<Tenant>, StoreError> {
-        let rows = sqlx::query("SELECT id, name, created_at, guardrail_policy FROM tenants ORDER BY name")
-            .fetch_all(self.pool().await?)
-            .await?;
+        let rows =
+            sqlx::query("SELECT id, name, created_at, guardrail_policy FROM tenants ORDER BY name")
+                .fetch_all(self.pool().await?)
+                .await?;
         rows.iter().map(tenant_from_row).collect()
     }
 
     pub async fn tenant_by_name(&self, name: &str) -> Result<Option<Tenant>, StoreError> {
-        let row = sqlx::query("SELECT id, name, created_at, guardrail_policy FROM tenants WHERE name = $1")
-            .bind(name)
-            .fetch_optional(self.pool().await?)
-            .await?;
+        let row = sqlx::query(
+            "SELECT id, name, created_at, guardrail_policy FROM tenants WHERE name = $1",
+        )
+        .bind(name)
+        .fetch_optional(self.pool().await?)
+        .await?;
         row.as_ref().map(tenant_from_row).transpose()
     }
 

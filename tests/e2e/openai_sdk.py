@@ -24,15 +24,54 @@ assert resp.choices[0].message.content == "Hello from the mock upstream.", resp
 assert resp.usage.total_tokens == 11, resp.usage
 summary["chat"] = resp.choices[0].message.content
 
-# Streaming chat: the SDK must see every delta, in order, then the end of the stream.
+# Streaming chat: the SDK must see all the text, in order, then the end of the stream. (The
+# guardrails may merge deltas they held back while checking them.)
 stream = client.chat.completions.create(
     model="mock-stream",
     messages=[{"role": "user", "content": "Count"}],
     stream=True,
 )
 deltas = [c.choices[0].delta.content for c in stream if c.choices and c.choices[0].delta.content]
-assert deltas == [f"tok{i} " for i in range(21)], deltas
+assert "".join(deltas) == "".join(f"tok{i} " for i in range(21)), deltas
 summary["stream_chunks"] = len(deltas)
+
+# Guardrails, as the SDK sees them. PII in a streamed answer arrives redacted, even split
+# across events.
+stream = client.chat.completions.create(
+    model="mock-scripted",
+    messages=[{"role": "user", "content": "contact?"}],
+    stream=True,
+    extra_body={"metadata": {"answer": "Mail jane.doe@example.com today.", "event_chars": "5"}},
+)
+text = "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
+assert text == "Mail [EMAIL] today.", text
+# A blocked prompt is a BadRequestError with our code; the value is not echoed.
+secret = "AKIA2E0A8F3B244C9986"
+try:
+    client.chat.completions.create(
+        model="mock-json", messages=[{"role": "user", "content": f"deploy with {secret}"}]
+    )
+    raise AssertionError("secret in the prompt was not blocked")
+except openai.BadRequestError as e:
+    assert e.code == "guardrail_blocked", e.body
+    assert secret not in str(e.body) and "API_SECRET" in str(e.body), e.body
+# A blocked streamed answer raises in the middle of the iteration.
+stream = client.chat.completions.create(
+    model="mock-scripted",
+    messages=[{"role": "user", "content": "key?"}],
+    stream=True,
+    extra_body={"metadata": {"answer": f"Use {secret} to sign in.", "event_chars": "4"}},
+)
+seen = ""
+try:
+    for chunk in stream:
+        if chunk.choices:
+            seen += chunk.choices[0].delta.content or ""
+    raise AssertionError("secret in the answer was not blocked")
+except openai.APIError as e:
+    assert "guardrail" in str(e), e
+    assert "AKIA" not in seen, seen
+summary["guardrails"] = "ok"
 
 # The built-in demo provider, streamed with usage.
 stream = client.chat.completions.create(
