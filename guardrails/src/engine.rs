@@ -11,7 +11,7 @@ use regex::{Regex, RegexSet};
 
 use crate::advice::AdviceClassifier;
 use crate::entity::EntityType;
-use crate::rules::{builtin_packs, Rule, RuleError, RulePack};
+use crate::rules::{builtin_packs, Rule, RuleError, RulePack, DIGIT_RULE_MAX_LEN};
 
 /// The most a stream is held back for a single value, in bytes.
 pub const MAX_HOLDBACK: usize = 256;
@@ -36,8 +36,11 @@ struct CompiledRule {
 /// Every detector, compiled. Cheap to share (`Arc`), `Send + Sync`, no interior mutability.
 #[derive(Debug)]
 pub struct Engine {
+    /// Rules whose values may hold no digit, run where `set` says they can match.
     rules: Vec<CompiledRule>,
     set: RegexSet,
+    /// Rules whose values always hold a digit, run only on the text around digits.
+    digit_rules: Vec<CompiledRule>,
     keywords: Option<AhoCorasick>,
     keyword_entities: Vec<EntityType>,
     max_match_len: usize,
@@ -64,6 +67,7 @@ impl Engine {
             message,
         };
         let mut rules = Vec::new();
+        let mut digit_rules = Vec::new();
         let mut words = Vec::new();
         let mut keyword_entities = Vec::new();
         let mut max_match_len = 0;
@@ -79,7 +83,12 @@ impl Engine {
                     None => None,
                 };
                 max_match_len = max_match_len.max(rule.max_len);
-                rules.push(CompiledRule {
+                let target = if rule.needs_digit {
+                    &mut digit_rules
+                } else {
+                    &mut rules
+                };
+                target.push(CompiledRule {
                     context: word_automaton(&rule.context)
                         .map_err(|e| invalid(&pack.name, format!("rule {}: {e}", rule.id)))?,
                     exclude: word_automaton(&rule.exclude_context)
@@ -113,6 +122,7 @@ impl Engine {
         Ok(Engine {
             rules,
             set,
+            digit_rules,
             keywords,
             keyword_entities,
             max_match_len,
@@ -124,18 +134,11 @@ impl Engine {
     pub fn scan(&self, text: &str) -> Vec<Finding> {
         let mut candidates: Vec<(Finding, i32)> = Vec::new();
         for index in self.set.matches(text).iter() {
-            let compiled = &self.rules[index];
-            let rule = &compiled.rule;
-            if rule.group == 0 {
-                for m in compiled.regex.find_iter(text) {
-                    self.consider(compiled, text, m.start(), m.end(), &mut candidates);
-                }
-            } else {
-                for caps in compiled.regex.captures_iter(text) {
-                    if let Some(m) = caps.get(rule.group) {
-                        self.consider(compiled, text, m.start(), m.end(), &mut candidates);
-                    }
-                }
+            self.run(&self.rules[index], text, 0, text.len(), &mut candidates);
+        }
+        for (start, end) in digit_regions(text) {
+            for compiled in &self.digit_rules {
+                self.run(compiled, text, start, end, &mut candidates);
             }
         }
         if let Some(ac) = &self.keywords {
@@ -152,6 +155,29 @@ impl Engine {
             }
         }
         resolve(candidates)
+    }
+
+    /// Runs one rule over `text[from..to]`, offering each match to [`Engine::consider`].
+    fn run(
+        &self,
+        compiled: &CompiledRule,
+        text: &str,
+        from: usize,
+        to: usize,
+        out: &mut Vec<(Finding, i32)>,
+    ) {
+        let part = &text[from..to];
+        if compiled.rule.group == 0 {
+            for m in compiled.regex.find_iter(part) {
+                self.consider(compiled, text, from + m.start(), from + m.end(), out);
+            }
+        } else {
+            for caps in compiled.regex.captures_iter(part) {
+                if let Some(m) = caps.get(compiled.rule.group) {
+                    self.consider(compiled, text, from + m.start(), from + m.end(), out);
+                }
+            }
+        }
     }
 
     fn consider(
@@ -240,6 +266,32 @@ fn on_word_boundary(text: &str, start: usize, end: usize) -> bool {
     let after = text[end..].chars().next();
     let glued = |c: Option<char>| c.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_');
     !glued(before) && !glued(after)
+}
+
+/// The parts of `text` within [`DIGIT_RULE_MAX_LEN`] bytes of a digit, merged, widened to
+/// start after whitespace: every value of a `needs_digit` rule lies inside one of them. Prose
+/// without digits yields none, so those rules cost nothing there.
+fn digit_regions(text: &str) -> Vec<(usize, usize)> {
+    let bytes = text.as_bytes();
+    let mut regions: Vec<(usize, usize)> = Vec::new();
+    let mut i = 0;
+    while let Some(d) = bytes[i..].iter().position(u8::is_ascii_digit) {
+        let digit = i + d;
+        let mut start = digit.saturating_sub(DIGIT_RULE_MAX_LEN);
+        // Back to a word start, so no match begins in the middle of a word.
+        let floor = start.saturating_sub(16);
+        while start > floor && !bytes[start - 1].is_ascii_whitespace() {
+            start -= 1;
+        }
+        let start = window_start(text, start, 0);
+        let end = window_end(text, digit + 1, DIGIT_RULE_MAX_LEN);
+        match regions.last_mut() {
+            Some(last) if start <= last.1 => last.1 = last.1.max(end),
+            _ => regions.push((start, end)),
+        }
+        i = digit + 1;
+    }
+    regions
 }
 
 /// Whether a context word occurs in `window` as a word of its own ("tin" is not in "routing").

@@ -21,6 +21,8 @@
 //! exclude_value = '\.png$'        # optional regex: a value it matches is not a finding
 //! priority = 0                      # on overlapping findings the higher priority wins
 //! max_len = 64                      # the longest value this rule can match (bytes)
+//! needs_digit = true                # every value holds a digit: the rule then only runs
+//!                                   # near digits, which keeps prose fast (max_len <= 64)
 //!
 //! [[keywords]]                      # literal markers, matched case-insensitively
 //! id = "confidential"
@@ -68,6 +70,7 @@ pub struct Rule {
     pub exclude_value: Option<String>,
     pub priority: i32,
     pub max_len: usize,
+    pub needs_digit: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -114,6 +117,8 @@ struct RawRule {
     priority: i32,
     #[serde(default = "default_max_len")]
     max_len: usize,
+    #[serde(default)]
+    needs_digit: bool,
 }
 
 fn default_context_before() -> usize {
@@ -133,6 +138,9 @@ struct RawKeywords {
 
 /// The longest value a rule may declare: it bounds how much of a stream is held back.
 pub const MAX_VALUE_LEN: usize = 4096;
+
+/// The longest value of a `needs_digit` rule: the engine looks this far around each digit.
+pub const DIGIT_RULE_MAX_LEN: usize = 64;
 
 /// The packs shipped in `guardrails/rules/`, in load order.
 pub const BUILTIN: &[(&str, &str)] = &[
@@ -188,6 +196,12 @@ impl RulePack {
                     ))
                 })?),
             };
+            if r.needs_digit && r.max_len > DIGIT_RULE_MAX_LEN {
+                return Err(invalid(format!(
+                    "rule {}: needs_digit rules match at most {DIGIT_RULE_MAX_LEN} bytes (max_len)",
+                    r.id
+                )));
+            }
             if let Some(ex) = &r.exclude_value {
                 regex::Regex::new(ex)
                     .map_err(|e| invalid(format!("rule {}: bad exclude_value: {e}", r.id)))?;
@@ -218,6 +232,7 @@ impl RulePack {
                 exclude_value: r.exclude_value,
                 priority: r.priority,
                 max_len: r.max_len,
+                needs_digit: r.needs_digit,
             });
         }
         let mut keywords = Vec::new();
