@@ -130,6 +130,11 @@ impl Engine {
         })
     }
 
+    /// The same engine with another FINANCIAL_ADVICE classifier (an operator's edited pack).
+    pub fn with_advice(self, advice: AdviceClassifier) -> Engine {
+        Engine { advice, ..self }
+    }
+
     /// Findings in `text`, sorted by start, never overlapping, spans on char boundaries.
     pub fn scan(&self, text: &str) -> Vec<Finding> {
         let mut candidates: Vec<(Finding, i32)> = Vec::new();

@@ -135,3 +135,31 @@ fn every_type_keeps_its_precision_and_recall() {
         "micro P {precision:.3} R {recall:.3}"
     );
 }
+
+#[test]
+fn financial_advice_keeps_its_precision_and_recall() {
+    let engine = Engine::builtin().unwrap();
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../shared/eval/corpus_dev.jsonl"
+    );
+    let data = std::fs::read_to_string(path).unwrap();
+    let (mut tp, mut fp, mut fn_) = (0, 0, 0);
+    for line in data.lines() {
+        let v: Value = serde_json::from_str(line).unwrap();
+        let gold = v["labels"]["financial_advice"].as_bool().unwrap();
+        let predicted = engine.is_financial_advice(v["text"].as_str().unwrap());
+        match (gold, predicted) {
+            (true, true) => tp += 1,
+            (false, true) => fp += 1,
+            (true, false) => fn_ += 1,
+            _ => {}
+        }
+    }
+    let precision = tp as f64 / (tp + fp).max(1) as f64;
+    let recall = tp as f64 / (tp + fn_).max(1) as f64;
+    assert!(
+        precision >= 0.9 && recall >= 0.9,
+        "P {precision:.3} R {recall:.3}"
+    );
+}

@@ -129,10 +129,27 @@ fn build_engine(raw: &RawGuardrails, config_dir: &Path, p: &mut Problems) -> Opt
     if !ok {
         return None;
     }
-    match Engine::from_packs(packs) {
-        Ok(engine) => Some(engine),
+    let engine = match Engine::from_packs(packs) {
+        Ok(engine) => engine,
         Err(e) => {
             p.push("guardrails.rule_packs", e.to_string());
+            return None;
+        }
+    };
+    let Some(file) = &raw.advice_pack else {
+        return Some(engine);
+    };
+    let path = config_dir.join(file);
+    let advice = std::fs::read_to_string(&path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))
+        .and_then(|text| {
+            guardrails::advice::AdviceClassifier::from_toml(&path.display().to_string(), &text)
+                .map_err(|e| e.to_string())
+        });
+    match advice {
+        Ok(advice) => Some(engine.with_advice(advice)),
+        Err(message) => {
+            p.push("guardrails.advice_pack", message);
             None
         }
     }

@@ -162,6 +162,7 @@ pub struct RawGuardrails {
     pub stream_holdback_bytes: u64,
     pub max_response_bytes: u64,
     pub rule_packs: Vec<String>,
+    pub advice_pack: Option<String>,
     pub policies: BTreeMap<String, RawPolicy>,
 }
 
@@ -172,6 +173,7 @@ impl Default for RawGuardrails {
             stream_holdback_bytes: 256,
             max_response_bytes: 32 * 1024 * 1024,
             rule_packs: Vec::new(),
+            advice_pack: None,
             policies: BTreeMap::new(),
         }
     }
