@@ -60,6 +60,9 @@ api_key = "env:BENCH_UPSTREAM_KEY"
 [[routes]]
 model = "*"
 provider = "upstream"
+# The built-in "default" policy (redact everything both ways) applies to the main key; this
+# empty policy switches the guardrails off for the comparison runs.
+[guardrails.policies.off.request]
 TOML
 export BENCH_UPSTREAM_KEY=bench-upstream-key
 
@@ -67,6 +70,9 @@ export BENCH_UPSTREAM_KEY=bench-upstream-key
 PORTCULLIS_KEY=$("$BIN" keys create --tenant bench --json --config "$work/config.toml" \
   | python3 -c 'import json,sys; print(json.load(sys.stdin)["key"])')
 export PORTCULLIS_KEY
+OFF_KEY=$("$BIN" keys create --tenant bench --policy off --json --config "$work/config.toml" \
+  | python3 -c 'import json,sys; print(json.load(sys.stdin)["key"])')
+ON_KEY=$PORTCULLIS_KEY
 
 taskset -c 1 "$UPSTREAM" --listen "127.0.0.1:$UP_PORT" 2>"$work/upstream.log" &
 pids+=($!)
@@ -107,6 +113,11 @@ run direct-json "$UP_PORT" false
 run gateway-json "$GW_PORT" false
 run direct-sse "$UP_PORT" true
 run gateway-sse "$GW_PORT" true
+# The same through a key whose policy turns the guardrails off: their cost is the difference.
+export PORTCULLIS_KEY=$OFF_KEY
+run gw-json-noguard "$GW_PORT" false
+run gw-sse-noguard "$GW_PORT" true
+export PORTCULLIS_KEY=$ON_KEY
 # One connection: no queueing, so the latency difference is the hop itself.
 run direct-json-c1 "$UP_PORT" false 1
 run gateway-json-c1 "$GW_PORT" false 1

@@ -35,6 +35,9 @@ pub struct StreamScanner {
     blocked: bool,
 }
 
+/// Held text is scanned and released in steps of at least this many bytes (or at a line end).
+const MIN_RELEASE: usize = 16;
+
 /// Text is re-checked for financial advice after this many new bytes while streaming.
 const ADVICE_CHECK_EVERY: usize = 256;
 
@@ -85,6 +88,21 @@ impl StreamScanner {
             .max(guard.engine.max_match_len())
             .max(guard.pseudonyms.max_placeholder_len());
 
+        // At most this much can go out now; too little to be worth a scan means wait for more
+        // (a scan per 4-byte token would cost more than it saves in latency).
+        let releasable = if last {
+            self.pending.len()
+        } else {
+            let by_length =
+                floor_char_boundary(&self.pending, self.pending.len().saturating_sub(holdback));
+            // No value spans a line break: everything up to the last one is complete.
+            let by_line = self.pending.rfind('\n').map_or(0, |i| i + 1);
+            by_length.max(by_line)
+        };
+        if !last && releasable < MIN_RELEASE && !self.pending[..releasable].ends_with('\n') {
+            return Released::Text(String::new());
+        }
+
         // Scan the look-behind tail and the held text together; keep what touches the held text.
         let scan_text = format!("{}{}", self.tail, self.pending);
         let offset = self.tail.len();
@@ -120,15 +138,7 @@ impl StreamScanner {
         let placeholders = guard.pseudonyms.placeholders_in(&self.pending);
 
         // How far it is safe to release: everything but the hold-back, and never part of a value.
-        let mut cut = if last {
-            self.pending.len()
-        } else {
-            let by_length =
-                floor_char_boundary(&self.pending, self.pending.len().saturating_sub(holdback));
-            // No value spans a line break: everything up to the last one is complete.
-            let by_line = self.pending.rfind('\n').map_or(0, |i| i + 1);
-            by_length.max(by_line)
-        };
+        let mut cut = releasable;
         loop {
             let straddling = findings
                 .iter()
