@@ -314,10 +314,9 @@ fn continues_a_number(text: &str, start: usize, end: usize) -> bool {
     let alnum_at = |i: usize| bytes.get(i).is_some_and(u8::is_ascii_alphanumeric);
     let ends_with_digit = value.bytes().last().is_some_and(|b| b.is_ascii_digit());
     let starts_with_digit = value.bytes().next().is_some_and(|b| b.is_ascii_digit());
-    let joined_after = ends_with_digit
-        && matches!(bytes.get(end), Some(b' ' | b'-' | b'.'))
-        && digit_at(end + 1)
-        && !matches!(bytes.get(end), Some(b'.'));
+    // A `.` after a value ends a sentence more often than it continues a number.
+    let joined_after =
+        ends_with_digit && matches!(bytes.get(end), Some(b' ' | b'-')) && digit_at(end + 1);
     let joined_before = starts_with_digit
         && start >= 2
         && match bytes[start - 1] {
