@@ -215,7 +215,7 @@ impl Engine {
             return;
         }
         let before = window_start(text, start, rule.context_before);
-        let after = window_end(text, end, rule.context_after.max(16));
+        let after = window_end(text, end, rule.context_after);
         if let Some(ex) = &compiled.exclude {
             if has_word(ex, &text[before..start]) || has_word(ex, &text[end..after]) {
                 return;

@@ -17,7 +17,7 @@
 //! context_required = true           # without one of them nearby, no finding
 //! context_before = 40               # bytes before the value searched for context (default 40)
 //! context_after = 0                 # bytes after it (default 0)
-//! exclude_context = ["aws account"] # optional: words near the value that cancel it
+//! exclude_context = ["aws account"] # optional: words in the same windows that cancel it
 //! exclude_value = '\.png$'        # optional regex: a value it matches is not a finding
 //! priority = 0                      # on overlapping findings the higher priority wins
 //! max_len = 64                      # the longest value this rule can match (bytes)

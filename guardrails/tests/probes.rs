@@ -1,0 +1,98 @@
+// Integration tests: panicking on a broken setup is the right failure.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+//! Hand-written sentences, not from the evaluation sample: formats, languages and look-alikes
+//! the rules must handle from their specification alone.
+
+use guardrails::Engine;
+
+fn found(engine: &Engine, text: &str) -> Vec<(String, String)> {
+    engine
+        .scan(text)
+        .into_iter()
+        .map(|f| {
+            (
+                f.entity.name().to_string(),
+                text[f.start..f.end].to_string(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn values_in_unseen_sentences() {
+    let engine = Engine::builtin().unwrap();
+    let cases: &[(&str, &[(&str, &str)])] = &[
+        (
+            "Ruf mich an: +49 30 12345678 oder 030 1234567.",
+            &[("PHONE", "+49 30 12345678"), ("PHONE", "030 1234567")],
+        ),
+        (
+            "Call me at 555.867.5309 or +91-98765-43210 tomorrow.",
+            &[("PHONE", "555.867.5309"), ("PHONE", "+91-98765-43210")],
+        ),
+        (
+            "Geburtsdatum: 17. Mai 1990, Reisepass C01X00T47.",
+            &[("DATE_OF_BIRTH", "17. Mai 1990"), ("PASSPORT", "C01X00T47")],
+        ),
+        (
+            "DOB 1990/05/17; SSN 536-22-1942.",
+            &[("DATE_OF_BIRTH", "1990/05/17"), ("US_SSN", "536-22-1942")],
+        ),
+        (
+            "My account number is 000123456789 at Chase, routing 021000021.",
+            &[("BANK_ACCOUNT", "000123456789"), ("US_BANK_ROUTING", "021000021")],
+        ),
+        (
+            "Server logs: 10.12.0.5 -> 2001:db8::ff00:42:8329 failed at 12:30:45.",
+            &[("IP_ADDRESS", "10.12.0.5"), ("IP_ADDRESS", "2001:db8::ff00:42:8329")],
+        ),
+        (
+            "Pay with 3782 822463 10005 or 6011 1111 1111 1117, order #4111-2222-3333.",
+            &[("CREDIT_CARD", "3782 822463 10005"), ("CREDIT_CARD", "6011 1111 1111 1117")],
+        ),
+        (
+            "NI number QQ 12 34 56 C is the HMRC example; mine is AB 12 34 56 C.",
+            &[("UK_NINO", "AB 12 34 56 C")],
+        ),
+        (
+            "Send BTC to 1BoatSLRHtKNngkdXEeobR76b53LETtpyT or 0x52908400098527886E0F7030069857D2E4169EE7.",
+            &[
+                ("CRYPTO_WALLET", "1BoatSLRHtKNngkdXEeobR76b53LETtpyT"),
+                ("CRYPTO_WALLET", "0x52908400098527886E0F7030069857D2E4169EE7"),
+            ],
+        ),
+        (
+            "Mera aadhaar 2345 6789 0124 hai aur PAN ABCPE1234F.",
+            &[("IN_AADHAAR", "2345 6789 0124"), ("IN_PAN", "ABCPE1234F")],
+        ),
+        (
+            "Wire to DE89 3704 0044 0532 0130 00, BIC COBADEFFXXX.",
+            &[("IBAN", "DE89 3704 0044 0532 0130 00"), ("SWIFT_BIC", "COBADEFFXXX")],
+        ),
+        ("This memo is strictly confidential.", &[("CONFIDENTIAL", "strictly confidential")]),
+    ];
+    for (text, expected) in cases {
+        let expected: Vec<(String, String)> = expected
+            .iter()
+            .map(|(t, v)| (t.to_string(), v.to_string()))
+            .collect();
+        assert_eq!(found(&engine, text), expected, "{text}");
+    }
+}
+
+#[test]
+fn look_alikes_in_unseen_sentences() {
+    let engine = Engine::builtin().unwrap();
+    for text in [
+        "Version 2.4.10.3 released on 2024-01-15; build 1.2.3.4 is old.",
+        "The meeting is at 4 pm, room 1204, ext. 5567. Budget was 1,250,000 EUR.",
+        "Tracking 1Z999AA10123456784 and ZIP 94105-1234, invoice INV-2024-00042.",
+        "Request id 3f2b8c1e-9a4d-4e6f-8b7a-2c1d0e9f8a7b took 1728391023 ms.",
+        "Use the placeholder sk-... or ghp_XXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXX in docs.",
+        "-----BEGIN PUBLIC KEY----- is safe to share.",
+        "IMPORTANT: the TRANSACTION is PENDING.",
+    ] {
+        assert_eq!(found(&engine, text), vec![], "{text}");
+    }
+}
