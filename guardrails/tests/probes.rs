@@ -96,3 +96,25 @@ fn look_alikes_in_unseen_sentences() {
         assert_eq!(found(&engine, text), vec![], "{text}");
     }
 }
+
+#[test]
+fn financial_advice_in_unseen_phrasings() {
+    let engine = Engine::builtin().unwrap();
+    let cases = [
+        ("I'm 35 with $50k in a savings account. Is now a good time for me to buy Bitcoin, or should I max out my Roth IRA first?", true),
+        ("Based on what you told me, I'd recommend refinancing your mortgage now while rates are at 5.1% — you'd save about $300 a month.", true),
+        ("Sollte ich meine Siemens-Aktien jetzt verkaufen oder halten? Ich brauche das Geld in zwei Jahren.", true),
+        ("You should definitely put your whole bonus into TSLA calls before Friday's earnings.", true),
+        ("Mujhe apna PPF band karke mutual fund mein SIP shuru karni chahiye kya? Meri salary 60k hai.", true),
+        ("For tax purposes, should I claim my daughter as a dependent this year or let her file on her own?", true),
+        ("What is the difference between a Roth IRA and a traditional IRA?", false),
+        ("The Fed raised rates by 25 basis points on Wednesday, and the S&P 500 closed down 1.2%.", false),
+        ("As an AI, I can't tell you which stocks to buy. Consider speaking to a fiduciary adviser.", false),
+        ("Write a Python function that computes compound interest given principal, rate and years.", false),
+        ("Can you translate this to Spanish: 'Invest 20% of your income in index funds.'", false),
+        ("Diversification means spreading investments across asset classes to reduce risk.", false),
+    ];
+    for (text, expected) in cases {
+        assert_eq!(engine.is_financial_advice(text), expected, "{text}");
+    }
+}
