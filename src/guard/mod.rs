@@ -578,3 +578,129 @@ fn check_response_value(
     };
     check_texts(&mut guard, |f| walk(value, f))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use guardrails::policy::Policy;
+
+    fn state() -> GuardState {
+        GuardState {
+            policy: Some(Arc::new(Policy::builtin_default())),
+            ..GuardState::default()
+        }
+    }
+
+    /// Feeds `sse` to a guard in pieces of `step` bytes; returns the client's bytes.
+    fn run(endpoint: Endpoint, sse: &str, step: usize) -> String {
+        let engine = Engine::builtin().unwrap();
+        let mut state = state();
+        let mut guard = SseGuard::new(endpoint, 256);
+        let mut out = Vec::new();
+        for piece in sse.as_bytes().chunks(step) {
+            out.extend(guard.push(piece, &engine, &mut state));
+        }
+        out.extend(guard.finish(&engine, &mut state));
+        String::from_utf8(out).unwrap()
+    }
+
+    fn data_events(raw: &str) -> Vec<Value> {
+        raw.split("\n\n")
+            .filter_map(|e| e.lines().find_map(|l| l.strip_prefix("data: ")))
+            .filter(|d| *d != "[DONE]")
+            .map(|d| serde_json::from_str(d).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn tool_call_arguments_are_guarded_across_deltas() {
+        let args = ["{\"to\":\"jane.d", "oe@exam", "ple.com\",\"body\":\"hi\"}"];
+        let mut sse = String::new();
+        sse.push_str("data: {\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"tool_calls\":[{\"index\":0,\"id\":\"call_1\",\"type\":\"function\",\"function\":{\"name\":\"send\",\"arguments\":\"\"}}]},\"finish_reason\":null}]}\n\n");
+        for a in args {
+            let chunk = json!({"choices": [{"index": 0, "delta": {"tool_calls": [
+                {"index": 0, "function": {"arguments": a}}]}, "finish_reason": null}]});
+            sse.push_str(&format!("data: {chunk}\n\n"));
+        }
+        sse.push_str("data: {\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"tool_calls\"}]}\n\ndata: [DONE]\n\n");
+        for step in [1, 7, 64, sse.len()] {
+            let raw = run(Endpoint::ChatCompletions, &sse, step);
+            assert!(!raw.contains("jane"), "step {step}: {raw}");
+            let arguments: String = data_events(&raw)
+                .iter()
+                .filter_map(|e| {
+                    e["choices"][0]["delta"]["tool_calls"][0]["function"]["arguments"]
+                        .as_str()
+                        .map(String::from)
+                })
+                .collect();
+            assert_eq!(
+                arguments, "{\"to\":\"[EMAIL]\",\"body\":\"hi\"}",
+                "step {step}"
+            );
+            assert!(raw.contains("\"call_1\"") && raw.ends_with("data: [DONE]\n\n"));
+        }
+    }
+
+    #[test]
+    fn responses_api_deltas_and_done_events_agree() {
+        let deltas = ["Write to jane.d", "oe@example.com", " today."];
+        let mut sse = String::new();
+        for d in deltas {
+            let e = json!({"type": "response.output_text.delta", "item_id": "msg_1",
+                           "output_index": 0, "content_index": 0, "delta": d});
+            sse.push_str(&format!("event: response.output_text.delta\ndata: {e}\n\n"));
+        }
+        let full: String = deltas.concat();
+        let done = json!({"type": "response.output_text.done", "item_id": "msg_1",
+                          "output_index": 0, "content_index": 0, "text": full});
+        sse.push_str(&format!(
+            "event: response.output_text.done\ndata: {done}\n\n"
+        ));
+        let completed = json!({"type": "response.completed", "response": {"output": [
+            {"type": "message", "content": [{"type": "output_text", "text": full}]}]}});
+        sse.push_str(&format!("event: response.completed\ndata: {completed}\n\n"));
+
+        for step in [3, 50, sse.len()] {
+            let raw = run(Endpoint::Responses, &sse, step);
+            assert!(!raw.contains("jane"), "step {step}: {raw}");
+            let events = data_events(&raw);
+            let streamed: String = events
+                .iter()
+                .filter(|e| e["type"] == "response.output_text.delta")
+                .filter_map(|e| e["delta"].as_str().map(String::from))
+                .collect();
+            assert_eq!(streamed, "Write to [EMAIL] today.", "step {step}");
+            let done = events
+                .iter()
+                .find(|e| e["type"] == "response.output_text.done")
+                .unwrap();
+            assert_eq!(done["text"], "Write to [EMAIL] today.");
+            let completed = events
+                .iter()
+                .find(|e| e["type"] == "response.completed")
+                .unwrap();
+            assert_eq!(
+                completed["response"]["output"][0]["content"][0]["text"],
+                "Write to [EMAIL] today."
+            );
+            assert!(raw.contains("event: response.output_text.done\n"));
+        }
+    }
+
+    #[test]
+    fn legacy_completions_stream_text_is_guarded() {
+        let mut sse = String::new();
+        for t in ["card 4111 11", "11 1111 1111 ok"] {
+            let e = json!({"choices": [{"index": 0, "text": t, "finish_reason": null}]});
+            sse.push_str(&format!("data: {e}\n\n"));
+        }
+        sse.push_str("data: {\"choices\":[{\"index\":0,\"text\":\"\",\"finish_reason\":\"stop\"}]}\n\ndata: [DONE]\n\n");
+        let raw = run(Endpoint::Completions, &sse, 5);
+        let text: String = data_events(&raw)
+            .iter()
+            .filter_map(|e| e["choices"][0]["text"].as_str().map(String::from))
+            .collect();
+        assert_eq!(text, "card [CREDIT_CARD] ok");
+    }
+}
