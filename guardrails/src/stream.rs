@@ -35,6 +35,13 @@ pub struct StreamScanner {
     blocked: bool,
 }
 
+/// What plain prose holds back (see `plain_prose_cut`): longer than any word that could start
+/// a value before its telltale arrives, and than any confidentiality phrase.
+const PROSE_HOLDBACK: usize = 48;
+
+/// How far before a cut `plain_prose_cut` looks for telltales: the longest digit-bearing value.
+const LOOK_BEHIND: usize = 64;
+
 /// Held text is scanned and released in steps of at least this many bytes (or at a line end).
 const MIN_RELEASE: usize = 16;
 
@@ -97,7 +104,7 @@ impl StreamScanner {
                 floor_char_boundary(&self.pending, self.pending.len().saturating_sub(holdback));
             // No value spans a line break: everything up to the last one is complete.
             let by_line = self.pending.rfind('\n').map_or(0, |i| i + 1);
-            by_length.max(by_line)
+            by_length.max(by_line).max(self.plain_prose_cut())
         };
         if !last && releasable < MIN_RELEASE && !self.pending[..releasable].ends_with('\n') {
             return Released::Text(String::new());
@@ -169,6 +176,41 @@ impl StreamScanner {
         Released::Text(text)
     }
 
+    /// How far plain prose may go out early, holding back only [`PROSE_HOLDBACK`] bytes.
+    ///
+    /// Every value the shipped rules detect carries a telltale near any cut through it: a digit
+    /// (numbers, dates, keys, addresses), `@` (e-mail), `_ - + / = [` (tokens, placeholders,
+    /// PEM lines), or two upper-case letters in a row (BIC, NINO, PAN, IBAN, AKIA…). A value
+    /// that straddles the cut lies within 64 bytes of it; the words that could begin one
+    /// without a telltale yet (a long e-mail local part, "May" before "17, 1971", a
+    /// confidentiality phrase) fit in the held [`PROSE_HOLDBACK`] bytes. So when the 64 bytes
+    /// before the cut and everything after it are free of telltales, nothing sensitive can
+    /// straddle it. Otherwise the full hold-back applies.
+    fn plain_prose_cut(&self) -> usize {
+        let pending = &self.pending;
+        if pending.len() <= PROSE_HOLDBACK {
+            return 0;
+        }
+        let limit = floor_char_boundary(pending, pending.len() - PROSE_HOLDBACK);
+        // Cut after a space, never inside a word.
+        let Some(cut) = pending[..limit].rfind(char::is_whitespace).map(|i| i + 1) else {
+            return 0;
+        };
+        let from = floor_char_boundary(pending, cut.saturating_sub(LOOK_BEHIND));
+        let mut window = String::new();
+        if cut < LOOK_BEHIND {
+            let need = LOOK_BEHIND - cut;
+            let start = ceil_char_boundary(&self.tail, self.tail.len().saturating_sub(need));
+            window.push_str(&self.tail[start..]);
+        }
+        window.push_str(&pending[from..]);
+        if has_telltale(&window) {
+            0
+        } else {
+            cut
+        }
+    }
+
     /// Whether the text-level FINANCIAL_ADVICE check blocks the stream now. With `log`, the
     /// check runs once, on the whole answer at the end.
     fn advice_blocks(&mut self, guard: &mut Guard<'_>, last: bool) -> bool {
@@ -214,6 +256,22 @@ impl StreamScanner {
         self.pending.clear();
         Released::Blocked
     }
+}
+
+/// Characters that every detectable value has near any cut through it (see `plain_prose_cut`).
+fn has_telltale(text: &str) -> bool {
+    let mut previous_upper = false;
+    for b in text.bytes() {
+        if b.is_ascii_digit() || b"@_-+/=[".contains(&b) {
+            return true;
+        }
+        let upper = b.is_ascii_uppercase();
+        if upper && previous_upper {
+            return true;
+        }
+        previous_upper = upper;
+    }
+    false
 }
 
 fn floor_char_boundary(s: &str, mut i: usize) -> usize {
@@ -452,6 +510,45 @@ mod tests {
         assert_eq!(
             scanner.push("Step one.\nStep", &mut guard),
             Released::Text("Step one.\n".to_string())
+        );
+    }
+
+    #[test]
+    fn plain_prose_is_held_back_only_a_little() {
+        let engine = Engine::builtin().unwrap();
+        let rules = Rules::all(Action::Redact, Action::Off);
+        let mut report = Report::default();
+        let mut pseudonyms = Pseudonyms::default();
+        let mut guard = Guard {
+            engine: &engine,
+            rules: &rules,
+            direction: Direction::Response,
+            pseudonyms: &mut pseudonyms,
+            report: &mut report,
+        };
+        let prose = "Thanks for asking. The short answer is that it depends on what you need, \
+                     and the longer answer follows below in a few short paragraphs of text. ";
+        let mut scanner = StreamScanner::new(256);
+        let mut released = 0;
+        for piece in prose.as_bytes().chunks(4) {
+            if let Released::Text(t) = scanner.push(std::str::from_utf8(piece).unwrap(), &mut guard)
+            {
+                released += t.len();
+            }
+        }
+        assert!(
+            scanner.held() <= PROSE_HOLDBACK + MIN_RELEASE + 8,
+            "held {}",
+            scanner.held()
+        );
+        assert_eq!(released + scanner.held(), prose.len());
+        // A digit in view falls back to the full hold-back: this text is shorter than 256 bytes.
+        let mut scanner = StreamScanner::new(256);
+        let text = format!("{prose}Call 555");
+        assert!(text.len() < 256);
+        assert_eq!(
+            scanner.push(&text, &mut guard),
+            Released::Text(String::new())
         );
     }
 }
