@@ -93,7 +93,27 @@ pub fn check_response(
     let Some(mut guard) = state.guard(engine, Direction::Response) else {
         return Ok(false);
     };
-    check_texts(&mut guard, |f| fields::response_texts(endpoint, body, f))
+    let changed = check_texts(&mut guard, |f| fields::response_texts(endpoint, body, f))?;
+    if changed {
+        // Log-probabilities repeat the original tokens: they would undo the rewrite.
+        drop_logprobs(body);
+    }
+    Ok(changed)
+}
+
+/// Removes `choices[].logprobs` (token texts and alternatives) from an answer or a chunk;
+/// `true` when there were any.
+fn drop_logprobs(body: &mut Value) -> bool {
+    let mut dropped = false;
+    if let Some(choices) = body.get_mut("choices").and_then(Value::as_array_mut) {
+        for choice in choices {
+            if let Some(lp) = choice.get_mut("logprobs").filter(|lp| !lp.is_null()) {
+                *lp = Value::Null;
+                dropped = true;
+            }
+        }
+    }
+    dropped
 }
 
 fn check_texts(
@@ -246,10 +266,11 @@ impl SseGuard {
         engine: &Engine,
         state: &mut GuardState,
     ) -> Result<Emit, Blocked> {
+        // Streamed log-probabilities carry tokens before the text they spell has been checked.
+        let mut changed = drop_logprobs(json);
         let Some(choices) = json.get_mut("choices").and_then(Value::as_array_mut) else {
             return Ok(Emit::Original);
         };
-        let mut changed = false;
         let mut has_other_content = false;
         for choice in choices.iter_mut() {
             let index = choice.get("index").and_then(Value::as_u64).unwrap_or(0);
@@ -384,7 +405,14 @@ impl SseGuard {
                     .to_string();
                 let released = self.push_text(&key, &text, engine, state)?;
                 self.released.entry(key).or_default().push_str(&released);
-                if released == text {
+                // Log-probabilities would show the tokens before they are checked.
+                let had_logprobs = json
+                    .get("logprobs")
+                    .is_some_and(|v| v.as_array().is_some_and(|a| !a.is_empty()));
+                if had_logprobs {
+                    json["logprobs"] = Value::Array(Vec::new());
+                }
+                if released == text && !had_logprobs {
                     return Ok(Emit::Original);
                 }
                 if released.is_empty() {
@@ -686,6 +714,23 @@ mod tests {
             );
             assert!(raw.contains("event: response.output_text.done\n"));
         }
+    }
+
+    #[test]
+    fn log_probabilities_never_carry_unchecked_tokens() {
+        let sse = "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"hi\"},\"logprobs\":{\"content\":[{\"token\":\"hi\",\"logprob\":-0.1}]},\"finish_reason\":null}]}\n\ndata: [DONE]\n\n";
+        let raw = run(Endpoint::ChatCompletions, sse, 8);
+        assert!(!raw.contains("\"token\""), "{raw}");
+        let engine = Engine::builtin().unwrap();
+        let mut body = json!({"choices": [{"index": 0, "message": {"role": "assistant",
+            "content": "mail jane.doe@example.com"}, "logprobs": {"content": [
+            {"token": "jane", "logprob": -0.2}]}}]});
+        assert_eq!(
+            check_response(&engine, &mut state(), Endpoint::ChatCompletions, &mut body),
+            Ok(true)
+        );
+        assert_eq!(body["choices"][0]["message"]["content"], "mail [EMAIL]");
+        assert!(body["choices"][0]["logprobs"].is_null());
     }
 
     #[test]
