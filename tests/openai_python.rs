@@ -12,7 +12,6 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use serde_json::Value;
-use support::gateway::TestGateway;
 use support::mock_upstream::MockUpstream;
 
 fn python() -> PathBuf {
@@ -60,21 +59,7 @@ fn python() -> PathBuf {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn official_openai_python_sdk_works_through_the_gateway() {
     let upstream = MockUpstream::start().await;
-    let body = format!(
-        "[[providers]]\nname = \"up\"\nkind = \"openai\"\nbase_url = \"{}\"\napi_key = \"env:PORTCULLIS_TEST_UPSTREAM_KEY\"\n\
-         [[providers]]\nname = \"demo\"\nkind = \"mock\"\n\
-         [[routes]]\nmodel = \"demo\"\nprovider = \"demo\"\n[[routes]]\nmodel = \"mock-*\"\nprovider = \"up\"\n\
-         [guardrails]\ndefault_policy = \"sdk\"\n\
-         [guardrails.policies.sdk.request]\ndefault = \"redact\"\nAPI_SECRET = \"block\"\n\
-         [guardrails.policies.sdk.response]\ndefault = \"redact\"\nAPI_SECRET = \"block\"\n",
-        upstream.base_url()
-    );
-    let gw = TestGateway::start(&body, "", "");
-    gw.create_tenant("acme");
-    let key = gw.create_key("acme", &[])["key"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let (gw, key) = support::gateway::start_for_sdk_tests(&upstream.base_url());
 
     let python = python();
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/e2e/openai_sdk.py");

@@ -136,6 +136,27 @@ impl Drop for TestGateway {
     }
 }
 
+/// The gateway the official-SDK tests drive: `demo` on the built-in demo provider, `mock-*` on
+/// the mock upstream at `upstream_base_url`, guardrails redacting everything and blocking
+/// API secrets both ways. Returns it with a key of tenant `acme`.
+pub fn start_for_sdk_tests(upstream_base_url: &str) -> (TestGateway, String) {
+    let body = format!(
+        "[[providers]]\nname = \"up\"\nkind = \"openai\"\nbase_url = \"{upstream_base_url}\"\napi_key = \"env:PORTCULLIS_TEST_UPSTREAM_KEY\"\n\
+         [[providers]]\nname = \"demo\"\nkind = \"mock\"\n\
+         [[routes]]\nmodel = \"demo\"\nprovider = \"demo\"\n[[routes]]\nmodel = \"mock-*\"\nprovider = \"up\"\n\
+         [guardrails]\ndefault_policy = \"sdk\"\n\
+         [guardrails.policies.sdk.request]\ndefault = \"redact\"\nAPI_SECRET = \"block\"\n\
+         [guardrails.policies.sdk.response]\ndefault = \"redact\"\nAPI_SECRET = \"block\"\n"
+    );
+    let gw = TestGateway::start(&body, "", "");
+    gw.create_tenant("acme");
+    let key = gw.create_key("acme", &[])["key"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    (gw, key)
+}
+
 pub fn cli(config: &Path, args: &[&str]) -> Output {
     Command::new(BIN)
         .args(args)
