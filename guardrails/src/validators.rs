@@ -23,6 +23,8 @@ pub enum Validator {
     CryptoAddress,
     /// 7 to 15 digits in all (E.164's maximum), for phone numbers.
     PhoneDigits,
+    /// 8 to 17 digits in all, for bank account numbers.
+    AccountDigits,
     /// The first two letters are an ISO 3166 country code at positions 5-6 (BIC structure).
     BicCountry,
 }
@@ -45,12 +47,13 @@ impl Validator {
             "crypto_address" => Validator::CryptoAddress,
             "bic_country" => Validator::BicCountry,
             "phone_digits" => Validator::PhoneDigits,
+            "account_digits" => Validator::AccountDigits,
             _ => return None,
         })
     }
 
     pub const NAMES: &'static str = "luhn, iban_mod97, aba_routing, verhoeff, us_ssn, uk_nino, \
-        in_pan, ipv4, ipv6, base58check, bech32, eip55, crypto_address, bic_country, phone_digits";
+        in_pan, ipv4, ipv6, base58check, bech32, eip55, crypto_address, bic_country, phone_digits, account_digits";
 
     pub fn check(self, value: &str) -> bool {
         match self {
@@ -69,6 +72,7 @@ impl Validator {
             Validator::CryptoAddress => crypto_address(value),
             Validator::BicCountry => bic_country(value),
             Validator::PhoneDigits => (7..=15).contains(&digits(value).len()),
+            Validator::AccountDigits => (8..=17).contains(&digits(value).len()),
         }
     }
 }

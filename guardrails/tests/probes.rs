@@ -71,6 +71,34 @@ fn values_in_unseen_sentences() {
             &[("IBAN", "DE89 3704 0044 0532 0130 00"), ("SWIFT_BIC", "COBADEFFXXX")],
         ),
         ("This memo is strictly confidential.", &[("CONFIDENTIAL", "strictly confidential")]),
+        (
+            "Date de naissance : 12/03/1980, passeport n° 18AB12345, tél. +33 6 12 34 56 78.",
+            &[
+                ("DATE_OF_BIRTH", "12/03/1980"),
+                ("PASSPORT", "18AB12345"),
+                ("PHONE", "+33 6 12 34 56 78"),
+            ],
+        ),
+        (
+            "Fecha de nacimiento: 3 de mayo de 1985. Mi pasaporte es PAB123456.",
+            &[("DATE_OF_BIRTH", "3 de mayo de 1985"), ("PASSPORT", "PAB123456")],
+        ),
+        (
+            "Meine Kontonummer lautet 1234567890, Passnummer C4J8K2L9M, Tel. +49 (0)30 1234 5678.",
+            &[
+                ("BANK_ACCOUNT", "1234567890"),
+                ("PASSPORT", "C4J8K2L9M"),
+                ("PHONE", "+49 (0)30 1234 5678"),
+            ],
+        ),
+        (
+            "Data de nascimento: 22/11/1979. Número da conta: 12345678-9.",
+            &[("DATE_OF_BIRTH", "22/11/1979"), ("BANK_ACCOUNT", "12345678-9")],
+        ),
+        (
+            "生年月日：1990年1月5日、パスポート番号：TK1234567",
+            &[("DATE_OF_BIRTH", "1990年1月5日"), ("PASSPORT", "TK1234567")],
+        ),
     ];
     for (text, expected) in cases {
         let expected: Vec<(String, String)> = expected
