@@ -3,11 +3,13 @@
 //! A scan is: one pass of a `RegexSet` over the text to learn which rules can match at all
 //! (most texts match none, and stop there); for those, the rule's own regex finds the spans;
 //! each span must sit on a word boundary, pass its validator, and have (or not have) context
-//! words nearby; keyword markers come from one aho-corasick pass. Overlapping findings are
-//! resolved by priority, then length.
+//! words nearby. The context word nearest before a value is its label: another number's label
+//! in between (`exclude_nearer`) or, in a table, a label in another column cancels it.
+//! Keyword markers come from one aho-corasick pass. Overlapping findings are resolved by
+//! priority, then length.
 
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
-use regex::{Regex, RegexSet};
+use regex::{Regex, RegexSet, RegexSetBuilder};
 
 use crate::advice::AdviceClassifier;
 use crate::entity::EntityType;
@@ -30,17 +32,18 @@ struct CompiledRule {
     regex: Regex,
     context: Option<AhoCorasick>,
     exclude: Option<AhoCorasick>,
+    exclude_nearer: Option<AhoCorasick>,
     exclude_value: Option<Regex>,
 }
 
 /// Every detector, compiled. Cheap to share (`Arc`), `Send + Sync`, no interior mutability.
 #[derive(Debug)]
 pub struct Engine {
-    /// Rules whose values may hold no digit, run where `set` says they can match.
+    /// Every pattern rule, in pack order.
     rules: Vec<CompiledRule>,
+    /// All rule patterns at once: one pass over the text says which rules can match at all
+    /// (on most texts none can, and the scan stops there).
     set: RegexSet,
-    /// Rules whose values always hold a digit, run only on the text around digits.
-    digit_rules: Vec<CompiledRule>,
     keywords: Option<AhoCorasick>,
     keyword_entities: Vec<EntityType>,
     max_match_len: usize,
@@ -67,7 +70,6 @@ impl Engine {
             message,
         };
         let mut rules = Vec::new();
-        let mut digit_rules = Vec::new();
         let mut words = Vec::new();
         let mut keyword_entities = Vec::new();
         let mut max_match_len = 0;
@@ -83,15 +85,12 @@ impl Engine {
                     None => None,
                 };
                 max_match_len = max_match_len.max(rule.max_len);
-                let target = if rule.needs_digit {
-                    &mut digit_rules
-                } else {
-                    &mut rules
-                };
-                target.push(CompiledRule {
+                rules.push(CompiledRule {
                     context: word_automaton(&rule.context)
                         .map_err(|e| invalid(&pack.name, format!("rule {}: {e}", rule.id)))?,
                     exclude: word_automaton(&rule.exclude_context)
+                        .map_err(|e| invalid(&pack.name, format!("rule {}: {e}", rule.id)))?,
+                    exclude_nearer: word_automaton(&rule.exclude_nearer)
                         .map_err(|e| invalid(&pack.name, format!("rule {}: {e}", rule.id)))?,
                     exclude_value,
                     regex,
@@ -106,8 +105,7 @@ impl Engine {
                 }
             }
         }
-        let set = RegexSet::new(rules.iter().map(|r| r.rule.pattern.as_str()))
-            .map_err(|e| invalid("(all packs)", e.to_string()))?;
+        let set = rule_set(&rules)?;
         let keywords = if words.is_empty() {
             None
         } else {
@@ -122,7 +120,6 @@ impl Engine {
         Ok(Engine {
             rules,
             set,
-            digit_rules,
             keywords,
             keyword_entities,
             max_match_len,
@@ -138,12 +135,16 @@ impl Engine {
     /// Findings in `text`, sorted by start, never overlapping, spans on char boundaries.
     pub fn scan(&self, text: &str) -> Vec<Finding> {
         let mut candidates: Vec<(Finding, i32)> = Vec::new();
+        // Rules whose values hold a digit look only around digits (found once, if needed).
+        let mut regions: Option<Vec<(usize, usize)>> = None;
         for index in self.set.matches(text).iter() {
-            self.run(&self.rules[index], text, 0, text.len(), &mut candidates);
-        }
-        for (start, end) in digit_regions(text) {
-            for compiled in &self.digit_rules {
-                self.run(compiled, text, start, end, &mut candidates);
+            let compiled = &self.rules[index];
+            if compiled.rule.needs_digit {
+                for &(start, end) in regions.get_or_insert_with(|| digit_regions(text)).iter() {
+                    self.run(compiled, text, start, end, &mut candidates);
+                }
+            } else {
+                self.run(compiled, text, 0, text.len(), &mut candidates);
             }
         }
         if let Some(ac) = &self.keywords {
@@ -216,18 +217,36 @@ impl Engine {
         }
         let before = window_start(text, start, rule.context_before);
         let after = window_end(text, end, rule.context_after);
+        let (head, tail) = (&text[before..start], &text[end..after]);
         if let Some(ex) = &compiled.exclude {
-            if has_word(ex, &text[before..start]) || has_word(ex, &text[end..after]) {
+            if has_word(ex, head) || has_word(ex, tail) {
                 return;
             }
         }
         if rule.context_required {
-            let after_ctx = window_end(text, end, rule.context_after);
-            let found = compiled.context.as_ref().is_some_and(|ac| {
-                has_word(ac, &text[before..start]) || has_word(ac, &text[end..after_ctx])
-            });
-            if !found {
+            let Some(context) = &compiled.context else {
                 return;
+            };
+            // The context word closest before the value is the value's label.
+            let label = last_word(context, head);
+            if label.is_none() && !has_word(context, tail) {
+                return;
+            }
+            if let Some((label_start, _)) = label {
+                if !same_column(text, before + label_start, start) {
+                    return;
+                }
+            }
+            let label_end = label.map(|(_, end)| end);
+            // Another label between that one and the value means the value belongs to it:
+            // in "Konto 1234567890, BLZ 37040044" the second number is a bank code. Only the
+            // value's own line counts: in CSV the other column names sit on the header line.
+            if let Some(nearer) = &compiled.exclude_nearer {
+                let gap = &head[label_end.unwrap_or(0)..];
+                let line = gap.rfind('\n').map_or(gap, |i| &gap[i + 1..]);
+                if has_word(nearer, line) {
+                    return;
+                }
             }
         }
         out.push((
@@ -252,6 +271,19 @@ impl Engine {
     pub fn max_match_len(&self) -> usize {
         self.max_match_len.min(MAX_HOLDBACK)
     }
+}
+
+/// One `RegexSet` over every rule's pattern. Its lazy DFA gets room to grow: with a few dozen
+/// overlapping digit patterns the default cache thrashes and the set falls back to a much
+/// slower engine (a third of the speed on digit-heavy text).
+fn rule_set(rules: &[CompiledRule]) -> Result<RegexSet, RuleError> {
+    RegexSetBuilder::new(rules.iter().map(|r| r.rule.pattern.as_str()))
+        .dfa_size_limit(64 << 20)
+        .build()
+        .map_err(|e| RuleError::Invalid {
+            pack: "(all packs)".to_string(),
+            message: e.to_string(),
+        })
 }
 
 fn word_automaton(words: &[String]) -> Result<Option<AhoCorasick>, String> {
@@ -302,7 +334,49 @@ fn digit_regions(text: &str) -> Vec<(usize, usize)> {
 /// Whether a context word occurs in `window` as a word of its own ("tin" is not in "routing").
 fn has_word(ac: &AhoCorasick, window: &str) -> bool {
     ac.find_overlapping_iter(window)
-        .any(|m| on_word_boundary(window, m.start(), m.end()))
+        .any(|m| is_whole_word(window, m.start(), m.end()))
+}
+
+/// Where the last context word in `window` starts and ends, if there is one (of context
+/// words ending at the same place, the longest: "account number" rather than "number").
+fn last_word(ac: &AhoCorasick, window: &str) -> Option<(usize, usize)> {
+    ac.find_overlapping_iter(window)
+        .filter(|m| is_whole_word(window, m.start(), m.end()))
+        .map(|m| (m.start(), m.end()))
+        .max_by_key(|&(start, end)| (end, std::cmp::Reverse(start)))
+}
+
+/// In a table (CSV, TSV, markdown) the label is a column name on an earlier line, and a value
+/// belongs to it only in the same column: in `name,dob,joined` rows the third field is not a
+/// birth date. A label on the value's own line, or on a line with no separators, always holds.
+fn same_column(text: &str, label_start: usize, value_start: usize) -> bool {
+    let line_start = |at: usize| text[..at].rfind('\n').map_or(0, |i| i + 1);
+    let (header_start, row_start) = (line_start(label_start), line_start(value_start));
+    if header_start == row_start {
+        return true;
+    }
+    let header_end = text[label_start..]
+        .find('\n')
+        .map_or(text.len(), |i| label_start + i);
+    let header = &text[header_start..header_end];
+    let Some(sep) = [',', '\t', '|', ';']
+        .into_iter()
+        .filter(|c| header.contains(*c))
+        .max_by_key(|c| header.matches(*c).count())
+    else {
+        return true;
+    };
+    let column = |from: usize, to: usize| text[from..to].matches(sep).count();
+    column(header_start, label_start) == column(row_start, value_start)
+}
+
+/// A context word is a word of its own: not glued to letters or digits. Unlike values, `_`
+/// separates words here, so `aadhaar_no` and `passport_number` keys carry their context.
+fn is_whole_word(text: &str, start: usize, end: usize) -> bool {
+    let before = text[..start].chars().next_back();
+    let after = text[end..].chars().next();
+    let glued = |c: Option<char>| c.is_some_and(|c| c.is_ascii_alphanumeric());
+    !glued(before) && !glued(after)
 }
 
 /// A digit value that is only part of a longer number: `0384 9219 4842` inside a tracking
@@ -314,14 +388,17 @@ fn continues_a_number(text: &str, start: usize, end: usize) -> bool {
     let alnum_at = |i: usize| bytes.get(i).is_some_and(u8::is_ascii_alphanumeric);
     let ends_with_digit = value.bytes().last().is_some_and(|b| b.is_ascii_digit());
     let starts_with_digit = value.bytes().next().is_some_and(|b| b.is_ascii_digit());
-    // A `.` after a value ends a sentence more often than it continues a number.
+    // A `.` then a digit continues a dotted number (an OID `1.3.6.1.4.1…` is no address);
+    // a `.` then anything else ends a sentence.
     let joined_after =
-        ends_with_digit && matches!(bytes.get(end), Some(b' ' | b'-')) && digit_at(end + 1);
+        ends_with_digit && matches!(bytes.get(end), Some(b' ' | b'-' | b'.')) && digit_at(end + 1);
+    // A digit run right after `+` is a phone number's country code onwards, never a card.
     let joined_before = starts_with_digit
-        && start >= 2
+        && start >= 1
         && match bytes[start - 1] {
-            b'-' | b'.' => alnum_at(start - 2),
-            b' ' => digit_at(start - 2),
+            b'+' => true,
+            b'-' | b'.' => start >= 2 && alnum_at(start - 2),
+            b' ' => start >= 2 && digit_at(start - 2),
             _ => false,
         };
     joined_after || joined_before

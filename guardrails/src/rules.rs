@@ -18,6 +18,9 @@
 //! context_before = 40               # bytes before the value searched for context (default 40)
 //! context_after = 0                 # bytes after it (default 0)
 //! exclude_context = ["aws account"] # optional: words in the same windows that cancel it
+//! exclude_nearer = ["blz"]          # optional: words that cancel it when they sit between the
+//!                                   # nearest context word before it and the value (another
+//!                                   # label: "Konto 1234567890, BLZ 37040044")
 //! exclude_value = '\.png$'        # optional regex: a value it matches is not a finding
 //! priority = 0                      # on overlapping findings the higher priority wins
 //! max_len = 64                      # the longest value this rule can match (bytes)
@@ -67,6 +70,7 @@ pub struct Rule {
     pub context_before: usize,
     pub context_after: usize,
     pub exclude_context: Vec<String>,
+    pub exclude_nearer: Vec<String>,
     pub exclude_value: Option<String>,
     pub priority: i32,
     pub max_len: usize,
@@ -112,6 +116,8 @@ struct RawRule {
     context_after: usize,
     #[serde(default)]
     exclude_context: Vec<String>,
+    #[serde(default)]
+    exclude_nearer: Vec<String>,
     exclude_value: Option<String>,
     #[serde(default)]
     priority: i32,
@@ -212,6 +218,12 @@ impl RulePack {
                     r.id
                 )));
             }
+            if !r.exclude_nearer.is_empty() && !r.context_required {
+                return Err(invalid(format!(
+                    "rule {}: exclude_nearer only applies with context_required = true",
+                    r.id
+                )));
+            }
             if r.max_len == 0 || r.max_len > MAX_VALUE_LEN {
                 return Err(invalid(format!(
                     "rule {}: max_len must be 1..={MAX_VALUE_LEN}",
@@ -229,6 +241,7 @@ impl RulePack {
                 context_before: r.context_before,
                 context_after: r.context_after,
                 exclude_context: lower(r.exclude_context),
+                exclude_nearer: lower(r.exclude_nearer),
                 exclude_value: r.exclude_value,
                 priority: r.priority,
                 max_len: r.max_len,
@@ -299,6 +312,11 @@ pattern = "("
             .unwrap_err()
             .to_string()
             .contains("luhn"));
+        let bad = "name = \"x\"\n[[rules]]\nid = \"r\"\nentity = \"EMAIL\"\npattern = \"a\"\nexclude_nearer = [\"b\"]\n";
+        assert!(RulePack::parse("p", bad)
+            .unwrap_err()
+            .to_string()
+            .contains("exclude_nearer"));
         let bad = "name = \"x\"\nfoo = 1\n";
         assert!(RulePack::parse("p", bad)
             .unwrap_err()

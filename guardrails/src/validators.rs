@@ -27,6 +27,9 @@ pub enum Validator {
     AccountDigits,
     /// The first two letters are an ISO 3166 country code at positions 5-6 (BIC structure).
     BicCountry,
+    /// Holds an upper-case letter, a lower-case letter and a digit: random key material, not
+    /// a hex digest, a word or a number.
+    MixedCaseDigits,
 }
 
 impl Validator {
@@ -48,12 +51,13 @@ impl Validator {
             "bic_country" => Validator::BicCountry,
             "phone_digits" => Validator::PhoneDigits,
             "account_digits" => Validator::AccountDigits,
+            "mixed_case_digits" => Validator::MixedCaseDigits,
             _ => return None,
         })
     }
 
     pub const NAMES: &'static str = "luhn, iban_mod97, aba_routing, verhoeff, us_ssn, uk_nino, \
-        in_pan, ipv4, ipv6, base58check, bech32, eip55, crypto_address, bic_country, phone_digits, account_digits";
+        in_pan, ipv4, ipv6, base58check, bech32, eip55, crypto_address, bic_country, phone_digits, account_digits, mixed_case_digits";
 
     pub fn check(self, value: &str) -> bool {
         match self {
@@ -73,8 +77,16 @@ impl Validator {
             Validator::BicCountry => bic_country(value),
             Validator::PhoneDigits => (7..=15).contains(&digits(value).len()),
             Validator::AccountDigits => (8..=17).contains(&digits(value).len()),
+            Validator::MixedCaseDigits => mixed_case_digits(value),
         }
     }
+}
+
+/// Upper case, lower case and digits all present.
+pub fn mixed_case_digits(value: &str) -> bool {
+    value.bytes().any(|b| b.is_ascii_uppercase())
+        && value.bytes().any(|b| b.is_ascii_lowercase())
+        && value.bytes().any(|b| b.is_ascii_digit())
 }
 
 fn digits(value: &str) -> Vec<u32> {
@@ -522,6 +534,20 @@ mod tests {
         assert!(eip55("0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"));
         assert!(!eip55("0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAeD"));
         assert!(eip55("0x5aaeb6053f3e94c9b9a09f33669435e7ef1beaed"));
+    }
+
+    #[test]
+    fn key_material_mixes_cases_and_digits() {
+        // The AWS documentation's example secret key.
+        assert!(mixed_case_digits(
+            "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
+        ));
+        assert!(!mixed_case_digits(
+            "c829c0498942702cbb0e594855a5ea28766423fc"
+        ));
+        assert!(!mixed_case_digits(
+            "ABSOLUTELYNOTAKEYATALLJUSTUPPERCASEWORDS"
+        ));
     }
 
     #[test]

@@ -146,3 +146,67 @@ fn financial_advice_in_unseen_phrasings() {
         assert_eq!(engine.is_financial_advice(text), expected, "{text}");
     }
 }
+
+/// Labels decide which number is which: a value belongs to the label nearest before it, and in
+/// a table to the column it sits in.
+#[test]
+fn nearest_labels_and_table_columns() {
+    let engine = Engine::builtin().unwrap();
+    let cases: &[(&str, &[(&str, &str)])] = &[
+        (
+            "Kontonummer 1234567890, BLZ 37040044",
+            &[("BANK_ACCOUNT", "1234567890")],
+        ),
+        (
+            "My SSN is 536221942, my phone is 4155550132.",
+            &[("US_SSN", "536221942"), ("PHONE", "4155550132")],
+        ),
+        (
+            "DOB 01/02/1980, joined 03/04/2015, last login 2024-01-05",
+            &[("DATE_OF_BIRTH", "01/02/1980")],
+        ),
+        (
+            "name,dob,joined\nAsha,1990-01-01,2020-02-02",
+            &[("DATE_OF_BIRTH", "1990-01-01")],
+        ),
+        (
+            "checking account 72086638123-9113, savings account 12345678",
+            &[
+                ("BANK_ACCOUNT", "72086638123-9113"),
+                ("BANK_ACCOUNT", "12345678"),
+            ],
+        ),
+        (
+            "aadhaar_no: 234567890124",
+            &[("IN_AADHAAR", "234567890124")],
+        ),
+        (
+            "Is K75RPPF9X a valid passport number?",
+            &[("PASSPORT", "K75RPPF9X")],
+        ),
+        ("Is DEUTDEFF a valid BIC?", &[("SWIFT_BIC", "DEUTDEFF")]),
+        (
+            "aws secret key: k1lmKq0S1OQmOAtA7YXKyv0Tf0Y8bV2+zX6ylaOt",
+            &[("API_SECRET", "k1lmKq0S1OQmOAtA7YXKyv0Tf0Y8bV2+zX6ylaOt")],
+        ),
+        (
+            "Vous pouvez me joindre au +234 803 123 4567.",
+            &[("PHONE", "+234 803 123 4567")],
+        ),
+    ];
+    for (text, expected) in cases {
+        let expected: Vec<(String, String)> = expected
+            .iter()
+            .map(|(t, v)| (t.to_string(), v.to_string()))
+            .collect();
+        assert_eq!(found(&engine, text), expected, "{text}");
+    }
+    for text in [
+        "Bank transfer REQUIRED before Friday.",
+        "The role can't assume itself in account 580908625960.",
+        "SNMP walk of 1.3.6.1.4.1.2021.10 failed.",
+        "Full hash c829c0498942702cbb0e594855a5ea28766423fc, secret rotation pending.",
+    ] {
+        assert_eq!(found(&engine, text), vec![], "{text}");
+    }
+}
