@@ -10,6 +10,7 @@ use serde_json::json;
 
 use crate::auth::KeyHasher;
 use crate::config::{Config, ConfigError};
+use crate::limits::LimitSet;
 use crate::routing::ModelPattern;
 use crate::store::{now_millis, ApiKeyRecord, NewApiKey, Revoked, Store, StoreError};
 
@@ -79,6 +80,48 @@ pub enum TenantsCommand {
         #[arg(long, conflicts_with = "policy")]
         unset: bool,
     },
+    /// Set rate limits of a tenant (take effect within auth.key_cache_ttl_ms). Limits given
+    /// change; the others stay. Unset limits come from config.toml's [limits].
+    SetLimits {
+        name: String,
+        #[command(flatten)]
+        limits: LimitArgs,
+        /// Remove every stored limit of the tenant first.
+        #[arg(long)]
+        clear: bool,
+    },
+}
+
+/// Rate limits of a tenant or key; each at least 1.
+#[derive(Debug, Args, Default)]
+pub struct LimitArgs {
+    /// Requests per second.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    pub rps: Option<u32>,
+    /// Requests per minute.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    pub rpm: Option<u32>,
+    /// Requests per hour.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    pub rph: Option<u32>,
+    /// Tokens (prompt + completion) per minute.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=u64::from(u32::MAX)))]
+    pub tpm: Option<u64>,
+    /// Requests in flight at once.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_concurrency: Option<u32>,
+}
+
+impl LimitArgs {
+    fn to_set(&self) -> LimitSet {
+        LimitSet {
+            rps: self.rps,
+            rpm: self.rpm,
+            rph: self.rph,
+            tpm: self.tpm,
+            max_concurrency: self.max_concurrency,
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -110,6 +153,9 @@ pub struct KeysCreate {
     /// Guardrail policy for this key, overriding its tenant's.
     #[arg(long)]
     pub policy: Option<String>,
+    /// The key's own limits; they restrict further within its tenant's.
+    #[command(flatten)]
+    pub limits: LimitArgs,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -245,18 +291,52 @@ fn execute(cli: Cli) -> Result<(), CliError> {
                         }
                     });
                 }
+                TenantsCommand::SetLimits {
+                    name,
+                    limits,
+                    clear,
+                } => {
+                    let current = store
+                        .tenant_by_name(&name)
+                        .await?
+                        .ok_or_else(|| StoreError::TenantNotFound(name.clone()))?;
+                    let base = if clear {
+                        LimitSet::default()
+                    } else {
+                        current.limits
+                    };
+                    let tenant = store
+                        .set_tenant_limits(&name, &limits.to_set().or(&base))
+                        .await?;
+                    let effective = tenant.limits.or(&settings.limits.tenant_base(&tenant.name));
+                    print(
+                        cli.json,
+                        json!({"tenant": tenant, "effective_limits": effective}),
+                        || {
+                            format!(
+                                "tenant {} limits: stored {}; in force with config.toml: {}",
+                                tenant.name,
+                                tenant.limits.describe(),
+                                effective.describe()
+                            )
+                        },
+                    );
+                }
                 TenantsCommand::List => {
                     let tenants = store.list_tenants().await?;
                     print(cli.json, json!(tenants), || {
-                        let mut out =
-                            format!("{:<24} {:<22} {:<16} {}", "NAME", "ID", "POLICY", "CREATED");
+                        let mut out = format!(
+                            "{:<24} {:<22} {:<16} {:<20} {}",
+                            "NAME", "ID", "POLICY", "CREATED", "LIMITS"
+                        );
                         for t in &tenants {
                             out.push_str(&format!(
-                                "\n{:<24} {:<22} {:<16} {}",
+                                "\n{:<24} {:<22} {:<16} {:<20} {}",
                                 t.name,
                                 t.id,
                                 t.guardrail_policy.as_deref().unwrap_or("(default)"),
-                                format_time(t.created_at)
+                                format_time(t.created_at),
+                                t.limits.describe()
                             ));
                         }
                         out
@@ -327,13 +407,14 @@ async fn create_key(
             allowed_models: &models,
             expires_at,
             guardrail_policy: args.policy.as_deref(),
+            limits: args.limits.to_set(),
         })
         .await?;
     let out = json!({
         "id": record.id, "key": generated.secret, "tenant": record.tenant, "prefix": record.prefix,
         "name": record.name, "allowed_models": record.allowed_models,
         "created_at": record.created_at, "expires_at": record.expires_at,
-        "guardrail_policy": record.guardrail_policy,
+        "guardrail_policy": record.guardrail_policy, "limits": record.limits,
     });
     print(json_out, out, || {
         format!(
@@ -346,8 +427,8 @@ async fn create_key(
 
 fn key_table(keys: &[ApiKeyRecord]) -> String {
     let mut out = format!(
-        "{:<21} {:<16} {:<12} {:<16} {:<10} {}",
-        "ID", "TENANT", "PREFIX", "NAME", "STATUS", "MODELS"
+        "{:<21} {:<16} {:<12} {:<16} {:<10} {:<12} {}",
+        "ID", "TENANT", "PREFIX", "NAME", "STATUS", "MODELS", "LIMITS"
     );
     let now = now_millis();
     for k in keys {
@@ -364,8 +445,14 @@ fn key_table(keys: &[ApiKeyRecord]) -> String {
             k.allowed_models.join(",")
         };
         out.push_str(&format!(
-            "\n{:<21} {:<16} {:<12} {:<16} {:<10} {}",
-            k.id, k.tenant, k.prefix, k.name, status, models
+            "\n{:<21} {:<16} {:<12} {:<16} {:<10} {:<12} {}",
+            k.id,
+            k.tenant,
+            k.prefix,
+            k.name,
+            status,
+            models,
+            k.limits.describe()
         ));
     }
     out

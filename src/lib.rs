@@ -1,7 +1,7 @@
 //! Portcullis: a self-hosted, security-first AI gateway.
 //!
 //! Read it in the order a request travels: [`proxy`] (pingora phases) → [`auth`] →
-//! [`routing`] → [`providers`] → back out through [`proxy`] → [`logging`]. Start-up lives in
+//! [`limits`] → [`routing`] → [`providers`] → back out through [`proxy`] → [`logging`]. Start-up lives in
 //! [`cli`] and [`server`]; [`config`] validates `config.toml`; [`store`] keeps tenants and keys;
 //! [`guard`] runs the guardrails over requests and answers.
 
@@ -11,6 +11,7 @@ pub mod cli;
 pub mod config;
 pub mod guard;
 pub mod ids;
+pub mod limits;
 pub mod logging;
 pub mod providers;
 pub mod proxy;

@@ -1,6 +1,6 @@
 //! The `logging` phase: the ONE place that turns a finished request's context into metrics and
-//! the access log line, guardrail findings included. (Audit records and token settlement will
-//! be emitted here too.)
+//! the access log line, guardrail findings and rate-limit outcomes included. (Audit records
+//! will be emitted here too.)
 
 use pingora::proxy::Session;
 use pingora::Error;
@@ -87,6 +87,30 @@ pub fn record(metrics: &Metrics, session: &Session, error: Option<&Error>, ctx: 
             .inc();
     }
 
+    let limits = &ctx.limits;
+    if let Some(refusal) = &limits.refused {
+        metrics
+            .ratelimit_rejections
+            .with_label_values(&[refusal.kind(), refusal.scope()])
+            .inc();
+    }
+    if let Some(settled) = limits.settled.filter(|s| s.reserved > 0 || s.used > 0) {
+        metrics
+            .ratelimit_tokens_reserved
+            .with_label_values(&[tenant])
+            .inc_by(settled.reserved);
+        metrics
+            .ratelimit_tokens_settled
+            .with_label_values(&[tenant])
+            .inc_by(settled.used);
+    }
+    if let Some(cut) = limits.overrun {
+        metrics
+            .ratelimit_stream_overruns
+            .with_label_values(&[if cut { "cut" } else { "finish" }])
+            .inc();
+    }
+
     // The access log: identifiers and outcomes only — never keys, prompts or responses.
     tracing::info!(
         target: "portcullis::access",
@@ -104,6 +128,9 @@ pub fn record(metrics: &Metrics, session: &Session, error: Option<&Error>, ctx: 
         stream = ctx.request.stream,
         guardrail_policy = ctx.guard.policy.as_ref().map_or("", |p| p.name.as_str()),
         guardrail_findings = %findings_summary(report),
+        ratelimit = limits.refused.as_ref().map_or("", |r| r.kind()),
+        tokens_reserved = limits.settled.map_or(0, |s| s.reserved),
+        tokens_used = limits.settled.map_or(0, |s| s.used),
         request_bytes = ctx.request.body_bytes,
         response_bytes = ctx.outcome.response_bytes,
         total_ms = total.as_secs_f64() * 1000.0,

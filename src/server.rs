@@ -59,6 +59,8 @@ pub fn serve(config: Config) -> Result<(), ServeError> {
     let metrics = Arc::new(Metrics::new()?);
     let keys = KeyVerifier::new(&config.auth, store.clone());
     let gateway = Gateway::new(config.clone(), keys, metrics.clone())?;
+    // The tokenizer tables take tens of milliseconds to load: not on a client's request.
+    std::thread::spawn(crate::limits::tokens::warm_up);
 
     let conf = ServerConf {
         threads: config.server.threads,

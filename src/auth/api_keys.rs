@@ -194,6 +194,8 @@ fn principal(record: &ApiKeyRecord) -> Principal {
             .guardrail_policy
             .clone()
             .or_else(|| record.tenant_guardrail_policy.clone()),
+        key_limits: record.limits,
+        tenant_limits: record.tenant_limits,
     }
 }
 

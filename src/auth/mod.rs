@@ -22,6 +22,10 @@ pub struct Principal {
     pub allowed_models: Arc<[ModelPattern]>,
     /// The guardrail policy named by the key, else by its tenant; `None`: the config default.
     pub guardrail_policy: Option<String>,
+    /// The key's own stored limits (`keys create --rpm …`); unset fields fall back to config.
+    pub key_limits: crate::limits::LimitSet,
+    /// The tenant's stored limits (`tenants set-limits`); unset fields fall back to config.
+    pub tenant_limits: crate::limits::LimitSet,
 }
 
 impl Principal {

@@ -3,6 +3,7 @@
 //! broken file in one pass instead of one error per restart.
 
 mod guardrails;
+mod limits;
 mod raw;
 mod secret;
 
@@ -12,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use guardrails::{GuardrailsConfig, BUILTIN_POLICY};
+pub use limits::{Backend as LimitsBackend, LimitsConfig, OnExceed, OnRedisError, RedisSettings};
 pub use raw::RawConfig;
 pub use secret::{Secret, SecretRef};
 
@@ -70,6 +72,7 @@ pub struct Config {
     pub router: Router,
     pub logging: LoggingConfig,
     pub guardrails: GuardrailsConfig,
+    pub limits: LimitsConfig,
 }
 
 #[derive(Debug, Clone)]
@@ -252,6 +255,7 @@ impl RawConfig {
         }
 
         let guardrails = guardrails::validate(&self.guardrails, config_dir, &mut p);
+        let limits = limits::validate(&self.limits, &mut p);
 
         if !p.0.is_empty() {
             return Err(p.0);
@@ -291,6 +295,7 @@ impl RawConfig {
                 level: self.logging.level,
             },
             guardrails,
+            limits,
         })
     }
 

@@ -24,6 +24,8 @@ pub struct RawConfig {
     pub routes: Vec<RawRoute>,
     #[serde(default)]
     pub guardrails: RawGuardrails,
+    #[serde(default)]
+    pub limits: RawLimits,
 }
 
 #[derive(Debug, Deserialize)]
@@ -185,4 +187,51 @@ impl Default for RawGuardrails {
 pub struct RawPolicy {
     pub request: BTreeMap<String, String>,
     pub response: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawLimits {
+    pub backend: String,
+    pub redis_url: String,
+    pub redis_timeout_ms: u64,
+    pub redis_key_prefix: String,
+    pub on_redis_error: String,
+    pub on_exceed: String,
+    pub default_completion_tokens: u64,
+    pub unauthenticated_rpm: u64,
+    pub concurrency_lease_seconds: u64,
+    pub tenant_defaults: RawLimitSet,
+    pub key_defaults: RawLimitSet,
+    pub tenants: BTreeMap<String, RawLimitSet>,
+}
+
+impl Default for RawLimits {
+    fn default() -> Self {
+        RawLimits {
+            backend: "local".into(),
+            redis_url: "redis://127.0.0.1:6379".into(),
+            redis_timeout_ms: 100,
+            redis_key_prefix: "portcullis".into(),
+            on_redis_error: "local".into(),
+            on_exceed: "finish".into(),
+            default_completion_tokens: 1024,
+            unauthenticated_rpm: 100,
+            concurrency_lease_seconds: 900,
+            tenant_defaults: RawLimitSet::default(),
+            key_defaults: RawLimitSet::default(),
+            tenants: BTreeMap::new(),
+        }
+    }
+}
+
+/// Limits of one scope (a tenant or a key); a missing field means no limit of that kind.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawLimitSet {
+    pub rps: Option<u64>,
+    pub rpm: Option<u64>,
+    pub rph: Option<u64>,
+    pub tpm: Option<u64>,
+    pub max_concurrency: Option<u64>,
 }

@@ -6,6 +6,8 @@ use std::time::Instant;
 
 use crate::auth::Principal;
 use crate::guard::GuardState;
+use crate::limits::usage::Usage;
+use crate::limits::{Admitted, RateHeaders, Refusal, Settled};
 use crate::providers::Endpoint;
 
 #[derive(Debug)]
@@ -18,7 +20,49 @@ pub struct RequestCtx {
     pub request: RequestInfo,
     /// Set by the guard phase: the policy, this request's pseudonyms, what was found.
     pub guard: GuardState,
+    /// Set by the admit phase: what the limiter holds for this request, and what it cost.
+    pub limits: LimitState,
     pub outcome: Outcome,
+}
+
+#[derive(Debug, Default)]
+pub struct LimitState {
+    /// Held until the `logging` phase settles it.
+    pub admitted: Option<Admitted>,
+    /// The `x-ratelimit-*` headers every response of this request carries.
+    pub headers: RateHeaders,
+    /// Prompt tokens as estimated at admission.
+    pub prompt_tokens: u64,
+    /// The gateway added `stream_options.include_usage`: the usage chunk is dropped.
+    pub usage_added: bool,
+    /// The provider's reported usage.
+    pub usage: Option<Usage>,
+    /// Completion tokens counted in a stream so far.
+    pub streamed: u64,
+    /// A stream ran past its budget: `Some(true)` when it was cut.
+    pub overrun: Option<bool>,
+    pub refused: Option<Refusal>,
+    pub settled: Option<Settled>,
+}
+
+impl LimitState {
+    /// Tokens counted against limits: whether the answer must be metered.
+    pub fn counts_tokens(&self) -> bool {
+        self.admitted.as_ref().is_some_and(Admitted::counts_tokens)
+    }
+
+    /// What the request finally cost: the provider's usage; else the prompt estimate plus
+    /// what was counted in the stream, for an answer that was at least partly produced.
+    pub fn used_tokens(&self, status: u16) -> u64 {
+        match self.usage {
+            Some(usage) => usage.total,
+            None if (200..300).contains(&status) || self.streamed > 0 => {
+                self.prompt_tokens + self.streamed
+            }
+            // The provider refused or failed: nothing was generated, nothing is charged.
+            None => 0,
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -78,6 +122,7 @@ impl RequestCtx {
                 ..RequestInfo::default()
             },
             guard: GuardState::default(),
+            limits: LimitState::default(),
             outcome: Outcome::default(),
         }
     }

@@ -5,6 +5,7 @@
 use serde_json::json;
 
 use crate::auth::AuthError;
+use crate::limits::Refusal;
 
 #[derive(Debug, thiserror::Error)]
 pub enum GatewayError {
@@ -54,6 +55,9 @@ pub enum GatewayError {
         "The provider's answer is compressed ({encoding}) and cannot be checked by the guardrails."
     )]
     ResponseUninspectable { encoding: String },
+    /// A rate, token or concurrency limit refused the request; the message says which.
+    #[error("{}", .0.message())]
+    RateLimited(Refusal),
 }
 
 impl GatewayError {
@@ -76,6 +80,8 @@ impl GatewayError {
             GatewayError::ResponseTooLarge { .. } | GatewayError::ResponseUninspectable { .. } => {
                 502
             }
+            GatewayError::RateLimited(Refusal::Unavailable) => 503,
+            GatewayError::RateLimited(_) => 429,
         }
     }
 
@@ -101,6 +107,9 @@ impl GatewayError {
             GatewayError::ResponseTooLarge { .. } | GatewayError::ResponseUninspectable { .. } => {
                 "upstream_error"
             }
+            GatewayError::RateLimited(Refusal::Unavailable) => "server_error",
+            // As OpenAI: what ran out, "requests" or "tokens".
+            GatewayError::RateLimited(r) => r.error_type(),
         }
     }
 
@@ -123,6 +132,8 @@ impl GatewayError {
             GatewayError::GuardrailPolicyNotFound(_) => "guardrail_policy_not_found",
             GatewayError::ResponseTooLarge { .. } => "response_too_large",
             GatewayError::ResponseUninspectable { .. } => "response_uninspectable",
+            GatewayError::RateLimited(Refusal::Unavailable) => "rate_limiter_unavailable",
+            GatewayError::RateLimited(_) => "rate_limit_exceeded",
         }
     }
 

@@ -3,6 +3,7 @@
 
 mod ctx;
 mod error;
+mod metering;
 pub mod origin;
 mod respond;
 mod upstream;
@@ -22,6 +23,7 @@ pub use error::GatewayError;
 
 use crate::auth::{AuthError, KeyVerifier};
 use crate::config::Config;
+use crate::limits::Limiter;
 use crate::telemetry::metrics::Metrics;
 
 /// Shared, read-only state of the data plane.
@@ -29,6 +31,7 @@ pub struct Gateway {
     pub config: Arc<Config>,
     pub keys: KeyVerifier,
     pub metrics: Arc<Metrics>,
+    pub limiter: Limiter,
     pub connector: Connector,
     request_ids: RequestIds,
 }
@@ -40,6 +43,7 @@ impl Gateway {
         metrics: Arc<Metrics>,
     ) -> Result<Gateway, crate::ids::RandomError> {
         Ok(Gateway {
+            limiter: Limiter::new(&config.limits, metrics.clone()),
             config,
             keys,
             metrics,
@@ -171,6 +175,17 @@ impl ProxyHttp for Gateway {
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
         self.metrics.in_flight.dec();
+        // Settle token usage and release concurrency slots: after the response has been sent,
+        // so a Redis round trip here never delays the client.
+        if let Some(admitted) = ctx.limits.admitted.take() {
+            let status = if ctx.outcome.status != 0 {
+                ctx.outcome.status
+            } else {
+                session.response_written().map_or(0, |h| h.status.as_u16())
+            };
+            let used = ctx.limits.used_tokens(status);
+            ctx.limits.settled = Some(self.limiter.settle(admitted, used).await);
+        }
         crate::logging::record(&self.metrics, session, e, ctx);
     }
 }

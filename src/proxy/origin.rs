@@ -13,6 +13,7 @@ use super::respond::{write_full, JSON};
 use super::{upstream, Failure, Gateway};
 use crate::auth::AuthError;
 use crate::guard::{self, Blocked};
+use crate::limits;
 use crate::providers::{Endpoint, ProviderKind};
 use guardrails::policy::Direction;
 
@@ -92,11 +93,17 @@ pub async fn handle(
         Handling::Origin(endpoint) => Some(endpoint),
     };
 
-    // Authenticate.
-    let principal = gw
-        .keys
-        .verify_headers(&session.req_header().headers)
-        .await?;
+    // Authenticate. Requests without valid credentials count against their client IP.
+    let principal = match gw.keys.verify_headers(&session.req_header().headers).await {
+        Ok(principal) => principal,
+        Err(AuthError::StoreUnavailable) => return Err(AuthError::StoreUnavailable.into()),
+        Err(e) => {
+            gw.limiter
+                .unauthenticated(ctx.client.ip)
+                .map_err(|refusal| refused(ctx, refusal))?;
+            return Err(e.into());
+        }
+    };
     ctx.principal = Some(principal);
 
     let Some(endpoint) = endpoint else {
@@ -131,6 +138,9 @@ pub async fn handle(
         .into());
     }
 
+    // Admit: every limit of the key and of its tenant must have room.
+    admit(gw, ctx, endpoint, &mut json, &model).await?;
+
     // Guard the request: the policy named by the key or its tenant, else the default.
     let wanted = ctx
         .principal
@@ -154,11 +164,14 @@ pub async fn handle(
         }
     };
 
-    // Forward the client's bytes untouched unless the guard or the route changed them.
+    // Forward the client's bytes untouched unless the guard, the route or the limiter changed
+    // them.
     if let Some(upstream_model) = &route.upstream_model {
         json["model"] = Value::String(upstream_model.clone());
     }
-    let upstream_body = if rewritten || route.upstream_model.is_some() {
+    let usage_added = ctx.limits.counts_tokens() && ask_for_stream_usage(endpoint, &mut json);
+    ctx.limits.usage_added = usage_added;
+    let upstream_body = if rewritten || usage_added || route.upstream_model.is_some() {
         Bytes::from(json.to_string())
     } else {
         body
@@ -193,6 +206,83 @@ pub async fn handle(
             .await
         }
     }
+}
+
+/// Reserves what the request may cost, or refuses it with 429. The limiter's headers go on
+/// every response of this request, refusals included.
+async fn admit(
+    gw: &Gateway,
+    ctx: &mut RequestCtx,
+    endpoint: crate::providers::Endpoint,
+    json: &mut Value,
+    model: &str,
+) -> Result<(), Failure> {
+    let Some(principal) = ctx.principal.as_ref() else {
+        return Ok(());
+    };
+    let plan = gw.limiter.plan(principal);
+    if plan.is_empty() {
+        return Ok(());
+    }
+    let demand = if plan.counts_tokens() {
+        limits::tokens::demand(
+            endpoint,
+            json,
+            model,
+            gw.limiter.config().default_completion_tokens,
+        )
+    } else {
+        limits::Demand::default()
+    };
+    match gw.limiter.admit(plan, demand, &ctx.request_id).await {
+        Ok(admitted) => {
+            ctx.limits.headers = admitted.headers;
+            ctx.limits.prompt_tokens = demand.prompt_tokens;
+            ctx.limits.admitted = Some(admitted);
+            Ok(())
+        }
+        Err(refusal) => {
+            ctx.limits.headers = refusal.headers;
+            Err(refused(ctx, refusal.refusal))
+        }
+    }
+}
+
+fn refused(ctx: &mut RequestCtx, refusal: limits::Refusal) -> Failure {
+    ctx.limits.refused = Some(refusal.clone());
+    GatewayError::RateLimited(refusal).into()
+}
+
+/// Asks a chat or completions stream for its usage (`stream_options.include_usage`), so
+/// the tokens can be settled; `true` when the client had not asked itself, so the gateway
+/// drops the extra chunk before it reaches the client.
+fn ask_for_stream_usage(endpoint: crate::providers::Endpoint, json: &mut Value) -> bool {
+    use crate::providers::Endpoint;
+    let streams = json.get("stream").and_then(Value::as_bool) == Some(true);
+    if !streams || !matches!(endpoint, Endpoint::ChatCompletions | Endpoint::Completions) {
+        return false;
+    }
+    if json.pointer("/stream_options/include_usage") == Some(&Value::Bool(true)) {
+        return false;
+    }
+    let Some(body) = json.as_object_mut() else {
+        return false;
+    };
+    match body
+        .get_mut("stream_options")
+        .and_then(Value::as_object_mut)
+    {
+        Some(options) => {
+            options.insert("include_usage".into(), Value::Bool(true));
+        }
+        None => {
+            body.insert(
+                "stream_options".into(),
+                serde_json::json!({"include_usage": true}),
+            );
+        }
+    }
+    true
 }
 
 /// The parts of an LLM request body the gateway needs before routing.

@@ -27,6 +27,9 @@ pub async fn write_full(
     for (name, value) in extra {
         header.insert_header(name.clone(), *value)?;
     }
+    for (name, value) in ctx.limits.headers.to_pairs() {
+        header.insert_header(name, value)?;
+    }
     ctx.outcome.status = status;
     ctx.outcome.response_bytes += body.len();
     session
@@ -49,14 +52,20 @@ pub async fn write_error(
     ) {
         session.set_keepalive(None);
     }
-    let allow = match error {
-        GatewayError::MethodNotAllowed { allow, .. } => Some(*allow),
+    let mut extra: Vec<(String, String)> = Vec::new();
+    if let GatewayError::MethodNotAllowed { allow, .. } = error {
+        extra.push(("allow".to_string(), allow.to_string()));
+    }
+    if let Some(wait) = match error {
+        GatewayError::RateLimited(refusal) => refusal.retry_after(),
         _ => None,
-    };
-    let extra: Vec<(String, &str)> = allow
-        .map(|a| ("allow".to_string(), a))
-        .into_iter()
-        .collect();
+    } {
+        // Whole seconds for HTTP; milliseconds for the OpenAI SDKs, which honour both.
+        let seconds = wait.as_millis().div_ceil(1000).max(1);
+        extra.push(("retry-after".to_string(), seconds.to_string()));
+        extra.push(("retry-after-ms".to_string(), wait.as_millis().to_string()));
+    }
+    let extra: Vec<(String, &str)> = extra.iter().map(|(n, v)| (n.clone(), v.as_str())).collect();
     write_full(
         session,
         ctx,

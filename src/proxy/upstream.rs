@@ -19,6 +19,7 @@ use super::ctx::RequestCtx;
 use super::error::GatewayError;
 use super::{Failure, Gateway};
 use crate::guard::{Blocked, SseGuard};
+use crate::limits::usage::{self, StreamMeter};
 use crate::providers::{Endpoint, OpenAiProvider};
 
 /// Response headers that describe one connection, not the message (RFC 9110 §7.6.1), plus the
@@ -83,7 +84,12 @@ pub async fn forward(
         )
         .into());
     };
-    let inspection = inspection(upstream_header, ctx.guard.checks_response());
+    // Answers are looked at when the guardrails check them or their tokens are counted.
+    let counts_tokens = ctx.limits.counts_tokens();
+    let inspection = inspection(
+        upstream_header,
+        ctx.guard.checks_response() || counts_tokens,
+    );
     if let Inspection::Refuse(encoding) = inspection.clone() {
         upstream.shutdown().await;
         ctx.timing.upstream_end = Some(Instant::now());
@@ -96,22 +102,19 @@ pub async fn forward(
         Inspection::Stream => Framing::Rewritten,
         _ => Framing::AsUpstream,
     };
-    let header = downstream_header(
-        upstream_header,
-        framing,
-        session.is_http2(),
-        &ctx.request_id,
-    )
-    .map_err(|e| upstream_failure(ctx, provider_name, &e))?;
+    let header = downstream_header(upstream_header, framing, session.is_http2(), ctx)
+        .map_err(|e| upstream_failure(ctx, provider_name, &e))?;
     ctx.outcome.status = header.status.as_u16();
     if let Err(e) = session.write_response_header(Box::new(header), false).await {
         upstream.shutdown().await;
         return Err(client_gone(ctx, e));
     }
-    let mut sse_guard = (inspection == Inspection::Stream).then(|| {
+    let streamed = inspection == Inspection::Stream;
+    let mut sse_guard = (streamed && ctx.guard.checks_response()).then(|| {
         let endpoint = ctx.request.endpoint.unwrap_or(endpoint);
         SseGuard::new(endpoint, gw.config.guardrails.stream_holdback)
     });
+    let mut meter = (streamed && counts_tokens).then(|| new_meter(ctx, endpoint));
     let engine = gw.config.guardrails.engine.as_ref();
 
     upstream.set_read_timeout(Some(provider.timeouts.idle));
@@ -125,6 +128,14 @@ pub async fn forward(
                     Some(g) => Bytes::from(g.push(&chunk, engine, &mut ctx.guard)),
                     None => chunk,
                 };
+                let (chunk, cut) = match meter.as_mut() {
+                    Some(m) => {
+                        let events = m.push(&chunk);
+                        let (bytes, cut) = super::metering::meter(gw, ctx, events).await;
+                        (Bytes::from(bytes), cut)
+                    }
+                    None => (chunk, false),
+                };
                 ctx.outcome.response_bytes += chunk.len();
                 if !chunk.is_empty() {
                     if let Err(e) = session.write_response_body(Some(chunk), false).await {
@@ -134,9 +145,13 @@ pub async fn forward(
                         return Err(client_gone(ctx, e));
                     }
                 }
-                if sse_guard.as_ref().is_some_and(SseGuard::is_blocked) {
-                    // The answer was cut by a `block`: stop the provider's generation too.
-                    ctx.outcome.error_code = Some("guardrail_blocked");
+                let blocked = sse_guard.as_ref().is_some_and(SseGuard::is_blocked);
+                if blocked || cut {
+                    // The answer was cut by a `block` or by its token budget: stop the
+                    // provider's generation too.
+                    if blocked {
+                        ctx.outcome.error_code = Some("guardrail_blocked");
+                    }
                     upstream.shutdown().await;
                     ctx.timing.upstream_end = Some(Instant::now());
                     return session
@@ -165,18 +180,25 @@ pub async fn forward(
             .release_http_session(upstream, &peer, Some(provider.timeouts.pool_idle))
             .await;
     }
+    let mut rest = Vec::new();
     if let Some(g) = sse_guard.as_mut() {
-        let rest = g.finish(engine, &mut ctx.guard);
+        rest = g.finish(engine, &mut ctx.guard);
         if g.is_blocked() {
             ctx.outcome.error_code = Some("guardrail_blocked");
         }
-        if !rest.is_empty() {
-            ctx.outcome.response_bytes += rest.len();
-            session
-                .write_response_body(Some(Bytes::from(rest)), false)
-                .await
-                .map_err(|e| client_gone(ctx, e))?;
-        }
+    }
+    if let Some(m) = meter.as_mut() {
+        let mut events = m.push(&rest);
+        events.extend(m.finish());
+        rest = super::metering::meter(gw, ctx, events).await.0;
+        ctx.limits.usage = m.usage;
+    }
+    if !rest.is_empty() {
+        ctx.outcome.response_bytes += rest.len();
+        session
+            .write_response_body(Some(Bytes::from(rest)), false)
+            .await
+            .map_err(|e| client_gone(ctx, e))?;
     }
     session
         .write_response_body(None, true)
@@ -265,7 +287,9 @@ async fn relay_whole(
             h.headers
                 .iter()
                 .filter(|(name, _)| {
-                    !HOP_BY_HOP.contains(&name.as_str()) && name.as_str() != "content-type"
+                    !HOP_BY_HOP.contains(&name.as_str())
+                        && name.as_str() != "content-type"
+                        && !name.as_str().starts_with("x-ratelimit-")
                 })
                 .filter_map(|(n, v)| Some((n.to_string(), v.to_str().ok()?.to_string())))
                 .collect()
@@ -302,6 +326,10 @@ pub fn guard_whole(
         }
         .into());
     };
+    ctx.limits.usage = usage::from_json(&json);
+    if !ctx.guard.checks_response() {
+        return Ok(body);
+    }
     let engine = gw.config.guardrails.engine.as_ref();
     match crate::guard::check_response(engine, &mut ctx.guard, endpoint, &mut json) {
         Ok(false) => Ok(body),
@@ -482,13 +510,20 @@ fn downstream_header(
     upstream: &ResponseHeader,
     framing: Framing,
     http2: bool,
-    request_id: &str,
+    ctx: &RequestCtx,
 ) -> pingora::Result<ResponseHeader> {
+    let limits = ctx.limits.headers.to_pairs();
     let mut header = ResponseHeader::build(upstream.status, Some(upstream.headers.len() + 2))?;
     for (name, value) in upstream.headers.iter() {
-        if !HOP_BY_HOP.contains(&name.as_str()) {
+        // The gateway's own limits replace the provider's: the client is limited by these,
+        // and the gateway's provider account is not the client's business.
+        let replaced = !limits.is_empty() && name.as_str().starts_with("x-ratelimit-");
+        if !HOP_BY_HOP.contains(&name.as_str()) && !replaced {
             header.append_header(name.clone(), value.clone())?;
         }
+    }
+    for (name, value) in limits {
+        header.insert_header(name, value)?;
     }
     // Unchanged body → the provider's length still holds; otherwise stream it chunked.
     let length = upstream
@@ -500,8 +535,15 @@ fn downstream_header(
         None if !http2 => header.insert_header("transfer-encoding", "chunked")?,
         None => {}
     }
-    header.insert_header("x-request-id", request_id)?;
+    header.insert_header("x-request-id", &ctx.request_id)?;
     Ok(header)
+}
+
+/// A meter for a streamed answer whose tokens are counted.
+fn new_meter(ctx: &RequestCtx, endpoint: Endpoint) -> StreamMeter {
+    let endpoint = ctx.request.endpoint.unwrap_or(endpoint);
+    let model = ctx.request.model.as_deref().unwrap_or("");
+    StreamMeter::new(endpoint, model, ctx.limits.usage_added)
 }
 
 /// Writes a locally produced answer (the demo provider): one body → `Content-Length`; several
@@ -515,10 +557,12 @@ pub async fn write_events(
     content_type: &str,
     chunks: Vec<Bytes>,
 ) -> Result<(), Failure> {
-    let checks = ctx.guard.checks_response() && (200..300).contains(&status);
+    let success = (200..300).contains(&status);
+    let checks = ctx.guard.checks_response() && success;
+    let counts_tokens = ctx.limits.counts_tokens() && success;
     if chunks.len() == 1 && content_type != "text/event-stream" {
         let mut body = chunks.into_iter().next().unwrap_or_default();
-        if checks {
+        if checks || counts_tokens {
             let endpoint = ctx.request.endpoint.unwrap_or(Endpoint::ChatCompletions);
             body = guard_whole(gw, ctx, endpoint, body)?;
         }
@@ -535,6 +579,9 @@ pub async fn write_events(
             header.insert_header("transfer-encoding", "chunked")?;
         }
         header.insert_header("x-request-id", &ctx.request_id)?;
+        for (name, value) in ctx.limits.headers.to_pairs() {
+            header.insert_header(name, value)?;
+        }
         Ok(header)
     };
     let header = build().map_err(|_| GatewayError::Internal {
@@ -550,17 +597,31 @@ pub async fn write_events(
         let endpoint = ctx.request.endpoint.unwrap_or(Endpoint::ChatCompletions);
         SseGuard::new(endpoint, gw.config.guardrails.stream_holdback)
     });
+    let mut meter = counts_tokens.then(|| new_meter(ctx, Endpoint::ChatCompletions));
     let count = chunks.len();
     for (i, chunk) in chunks.into_iter().enumerate() {
+        let last = i + 1 == count;
         let chunk = match sse_guard.as_mut() {
             Some(g) => {
                 let mut out = g.push(&chunk, engine, &mut ctx.guard);
-                if i + 1 == count {
+                if last {
                     out.extend(g.finish(engine, &mut ctx.guard));
                 }
                 Bytes::from(out)
             }
             None => chunk,
+        };
+        let (chunk, cut) = match meter.as_mut() {
+            Some(m) => {
+                let mut events = m.push(&chunk);
+                if last {
+                    events.extend(m.finish());
+                }
+                let (bytes, cut) = super::metering::meter(gw, ctx, events).await;
+                ctx.limits.usage = m.usage.or(ctx.limits.usage);
+                (Bytes::from(bytes), cut)
+            }
+            None => (chunk, false),
         };
         ctx.timing.first_byte.get_or_insert_with(Instant::now);
         ctx.outcome.response_bytes += chunk.len();
@@ -572,6 +633,9 @@ pub async fn write_events(
         }
         if sse_guard.as_ref().is_some_and(SseGuard::is_blocked) {
             ctx.outcome.error_code = Some("guardrail_blocked");
+            break;
+        }
+        if cut {
             break;
         }
     }
@@ -587,6 +651,8 @@ mod tests {
 
     #[test]
     fn hop_by_hop_headers_are_dropped_and_framing_recomputed() {
+        let mut ctx = RequestCtx::new();
+        ctx.request_id = "req_1".into();
         let mut up = ResponseHeader::build(429, None).unwrap();
         up.insert_header("connection", "keep-alive").unwrap();
         up.insert_header("keep-alive", "timeout=5").unwrap();
@@ -595,7 +661,7 @@ mod tests {
             .unwrap();
         up.insert_header("x-ratelimit-remaining-requests", "0")
             .unwrap();
-        let down = downstream_header(&up, Framing::AsUpstream, false, "req_1").unwrap();
+        let down = downstream_header(&up, Framing::AsUpstream, false, &ctx).unwrap();
         assert_eq!(down.status.as_u16(), 429);
         assert!(down.headers.get("connection").is_none());
         assert!(down.headers.get("keep-alive").is_none());
@@ -608,7 +674,7 @@ mod tests {
 
         let mut up = ResponseHeader::build(200, None).unwrap();
         up.insert_header("content-length", "42").unwrap();
-        let down = downstream_header(&up, Framing::AsUpstream, false, "req_1").unwrap();
+        let down = downstream_header(&up, Framing::AsUpstream, false, &ctx).unwrap();
         assert_eq!(down.headers.get("content-length").unwrap(), "42");
         assert!(down.headers.get("transfer-encoding").is_none());
     }

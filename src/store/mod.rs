@@ -10,6 +10,7 @@ use sqlx::{AnyPool, Row};
 use tokio::sync::OnceCell;
 
 use crate::ids;
+use crate::limits::LimitSet;
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -65,6 +66,8 @@ pub struct Tenant {
     pub created_at: i64,
     /// The guardrail policy its requests use; `None`: `guardrails.default_policy`.
     pub guardrail_policy: Option<String>,
+    /// Limits set by `tenants set-limits`; unset fields fall back to config.toml.
+    pub limits: LimitSet,
 }
 
 /// An API key as stored: never the secret, only its hash and a display prefix.
@@ -87,6 +90,11 @@ pub struct ApiKeyRecord {
     /// The tenant's guardrail policy (for the effective one: the key's, else this).
     #[serde(skip)]
     pub tenant_guardrail_policy: Option<String>,
+    /// This key's own limits; unset fields fall back to `[limits.key_defaults]`.
+    pub limits: LimitSet,
+    /// Its tenant's stored limits.
+    #[serde(skip)]
+    pub tenant_limits: LimitSet,
 }
 
 pub struct NewApiKey<'a> {
@@ -97,6 +105,7 @@ pub struct NewApiKey<'a> {
     pub allowed_models: &'a [String],
     pub expires_at: Option<i64>,
     pub guardrail_policy: Option<&'a str>,
+    pub limits: LimitSet,
 }
 
 /// Whether a revoke call changed anything: revoking twice is not an error.
@@ -125,7 +134,13 @@ pub fn now_millis() -> i64 {
 
 const KEY_COLUMNS: &str = "k.id, k.tenant_id, t.name AS tenant, k.name, k.prefix, k.key_hash, \
      k.allowed_models, k.created_at, k.expires_at, k.revoked_at, k.guardrail_policy, \
-     t.guardrail_policy AS tenant_guardrail_policy";
+     t.guardrail_policy AS tenant_guardrail_policy, \
+     k.rps, k.rpm, k.rph, k.tpm, k.max_concurrency, \
+     t.rps AS t_rps, t.rpm AS t_rpm, t.rph AS t_rph, t.tpm AS t_tpm, \
+     t.max_concurrency AS t_max_concurrency";
+
+const TENANT_COLUMNS: &str =
+    "id, name, created_at, guardrail_policy, rps, rpm, rph, tpm, max_concurrency";
 
 impl Store {
     pub fn new(url: &str, max_connections: u32, connect_timeout: Duration) -> Store {
@@ -203,6 +218,7 @@ impl Store {
             name: name.to_string(),
             created_at: now_millis(),
             guardrail_policy: None,
+            limits: LimitSet::default(),
         };
         let result = sqlx::query("INSERT INTO tenants (id, name, created_at) VALUES ($1, $2, $3)")
             .bind(&tenant.id)
@@ -218,17 +234,18 @@ impl Store {
     }
 
     pub async fn list_tenants(&self) -> Result<Vec<Tenant>, StoreError> {
-        let rows =
-            sqlx::query("SELECT id, name, created_at, guardrail_policy FROM tenants ORDER BY name")
-                .fetch_all(self.pool().await?)
-                .await?;
+        let rows = sqlx::query(&format!(
+            "SELECT {TENANT_COLUMNS} FROM tenants ORDER BY name"
+        ))
+        .fetch_all(self.pool().await?)
+        .await?;
         rows.iter().map(tenant_from_row).collect()
     }
 
     pub async fn tenant_by_name(&self, name: &str) -> Result<Option<Tenant>, StoreError> {
-        let row = sqlx::query(
-            "SELECT id, name, created_at, guardrail_policy FROM tenants WHERE name = $1",
-        )
+        let row = sqlx::query(&format!(
+            "SELECT {TENANT_COLUMNS} FROM tenants WHERE name = $1"
+        ))
         .bind(name)
         .fetch_optional(self.pool().await?)
         .await?;
@@ -246,6 +263,32 @@ impl Store {
             .bind(name)
             .execute(self.pool().await?)
             .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::TenantNotFound(name.to_string()));
+        }
+        self.tenant_by_name(name)
+            .await?
+            .ok_or_else(|| StoreError::TenantNotFound(name.to_string()))
+    }
+
+    /// Replaces the stored limits of a tenant (unset fields: config.toml decides).
+    pub async fn set_tenant_limits(
+        &self,
+        name: &str,
+        limits: &LimitSet,
+    ) -> Result<Tenant, StoreError> {
+        let done = sqlx::query(
+            "UPDATE tenants SET rps = $1, rpm = $2, rph = $3, tpm = $4, max_concurrency = $5 \
+             WHERE name = $6",
+        )
+        .bind(limits.rps.map(i64::from))
+        .bind(limits.rpm.map(i64::from))
+        .bind(limits.rph.map(i64::from))
+        .bind(limits.tpm.map(|v| v as i64))
+        .bind(limits.max_concurrency.map(i64::from))
+        .bind(name)
+        .execute(self.pool().await?)
+        .await?;
         if done.rows_affected() == 0 {
             return Err(StoreError::TenantNotFound(name.to_string()));
         }
@@ -272,13 +315,16 @@ impl Store {
             revoked_at: None,
             guardrail_policy: new.guardrail_policy.map(str::to_string),
             tenant_guardrail_policy: tenant.guardrail_policy,
+            limits: new.limits,
+            tenant_limits: tenant.limits,
         };
         let models = serde_json::to_string(&record.allowed_models)
             .map_err(|e| StoreError::Corrupt(e.to_string()))?;
         sqlx::query(
             "INSERT INTO api_keys (id, tenant_id, name, prefix, key_hash, allowed_models, \
-             created_at, expires_at, revoked_at, guardrail_policy) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, NULL, $9)",
+             created_at, expires_at, revoked_at, guardrail_policy, rps, rpm, rph, tpm, \
+             max_concurrency) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, NULL, $9, $10, $11, $12, $13, $14)",
         )
         .bind(&record.id)
         .bind(&record.tenant_id)
@@ -289,6 +335,11 @@ impl Store {
         .bind(record.created_at)
         .bind(record.expires_at)
         .bind(&record.guardrail_policy)
+        .bind(record.limits.rps.map(i64::from))
+        .bind(record.limits.rpm.map(i64::from))
+        .bind(record.limits.rph.map(i64::from))
+        .bind(record.limits.tpm.map(|v| v as i64))
+        .bind(record.limits.max_concurrency.map(i64::from))
         .execute(self.pool().await?)
         .await?;
         Ok(record)
@@ -389,6 +440,28 @@ fn tenant_from_row(row: &AnyRow) -> Result<Tenant, StoreError> {
         name: row.try_get("name")?,
         created_at: row.try_get("created_at")?,
         guardrail_policy: row.try_get("guardrail_policy")?,
+        limits: limits_from_row(row, "")?,
+    })
+}
+
+/// The five limit columns, `prefix`ed (`t_` for a tenant's columns joined to a key).
+fn limits_from_row(row: &AnyRow, prefix: &str) -> Result<LimitSet, StoreError> {
+    let get = |name: &str| -> Result<Option<i64>, StoreError> {
+        Ok(row.try_get::<Option<i64>, _>(format!("{prefix}{name}").as_str())?)
+    };
+    let small = |name: &str| -> Result<Option<u32>, StoreError> {
+        get(name)?
+            .map(|v| u32::try_from(v).map_err(|_| StoreError::Corrupt(format!("{name} = {v}"))))
+            .transpose()
+    };
+    Ok(LimitSet {
+        rps: small("rps")?,
+        rpm: small("rpm")?,
+        rph: small("rph")?,
+        tpm: get("tpm")?
+            .map(|v| u64::try_from(v).map_err(|_| StoreError::Corrupt(format!("tpm = {v}"))))
+            .transpose()?,
+        max_concurrency: small("max_concurrency")?,
     })
 }
 
@@ -409,6 +482,8 @@ fn key_from_row(row: &AnyRow) -> Result<ApiKeyRecord, StoreError> {
         revoked_at: row.try_get("revoked_at")?,
         guardrail_policy: row.try_get("guardrail_policy")?,
         tenant_guardrail_policy: row.try_get("tenant_guardrail_policy")?,
+        limits: limits_from_row(row, "")?,
+        tenant_limits: limits_from_row(row, "t_")?,
     })
 }
 

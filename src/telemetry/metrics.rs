@@ -3,7 +3,8 @@
 //! models are the route's pattern (never a free-form client string), tenants from the store.
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+    TextEncoder,
 };
 
 /// Latency buckets from 0.5 ms to 5 min: gateway overhead lives at the bottom, long
@@ -36,6 +37,13 @@ pub struct Metrics {
     pub upstream_errors: IntCounterVec,
     pub auth_failures: IntCounterVec,
     pub guardrail_findings: IntCounterVec,
+    pub ratelimit_rejections: IntCounterVec,
+    pub ratelimit_tokens_reserved: IntCounterVec,
+    pub ratelimit_tokens_settled: IntCounterVec,
+    pub ratelimit_stream_overruns: IntCounterVec,
+    pub ratelimit_redis_errors: IntCounterVec,
+    pub ratelimit_redis_duration: HistogramVec,
+    pub ratelimit_fallbacks: IntCounter,
     pub in_flight: IntGauge,
 }
 
@@ -103,6 +111,54 @@ impl Metrics {
             ),
             &["entity", "action", "direction"],
         )?;
+        let ratelimit_rejections = IntCounterVec::new(
+            Opts::new(
+                "portcullis_ratelimit_rejections_total",
+                "Requests refused by a limit, by kind (requests, tokens, concurrency, \
+                 unauthenticated, unavailable) and scope (key, tenant, client_ip).",
+            ),
+            &["kind", "scope"],
+        )?;
+        let ratelimit_tokens_reserved = IntCounterVec::new(
+            Opts::new(
+                "portcullis_ratelimit_tokens_reserved_total",
+                "Tokens reserved against token limits (estimate at admission plus stream top-ups).",
+            ),
+            &["tenant"],
+        )?;
+        let ratelimit_tokens_settled = IntCounterVec::new(
+            Opts::new(
+                "portcullis_ratelimit_tokens_settled_total",
+                "Tokens finally charged against token limits (the provider's usage).",
+            ),
+            &["tenant"],
+        )?;
+        let ratelimit_stream_overruns = IntCounterVec::new(
+            Opts::new(
+                "portcullis_ratelimit_stream_overruns_total",
+                "Streams that ran past the token budget left, by what was done (finish, cut).",
+            ),
+            &["action"],
+        )?;
+        let ratelimit_redis_errors = IntCounterVec::new(
+            Opts::new(
+                "portcullis_ratelimit_redis_errors_total",
+                "Failed or timed-out Redis limiter calls, by operation (admit, extend, settle).",
+            ),
+            &["op"],
+        )?;
+        let ratelimit_redis_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "portcullis_ratelimit_redis_duration_seconds",
+                "Round-trip time of Redis limiter calls, by operation.",
+            )
+            .buckets(OVERHEAD_BUCKETS.to_vec()),
+            &["op"],
+        )?;
+        let ratelimit_fallbacks = IntCounter::new(
+            "portcullis_ratelimit_fallbacks_total",
+            "Admission decisions made without Redis because it was unreachable.",
+        )?;
         let in_flight = IntGauge::new(
             "portcullis_requests_in_flight",
             "Data-plane requests currently being served.",
@@ -115,6 +171,13 @@ impl Metrics {
         registry.register(Box::new(upstream_errors.clone()))?;
         registry.register(Box::new(auth_failures.clone()))?;
         registry.register(Box::new(guardrail_findings.clone()))?;
+        registry.register(Box::new(ratelimit_rejections.clone()))?;
+        registry.register(Box::new(ratelimit_tokens_reserved.clone()))?;
+        registry.register(Box::new(ratelimit_tokens_settled.clone()))?;
+        registry.register(Box::new(ratelimit_stream_overruns.clone()))?;
+        registry.register(Box::new(ratelimit_redis_errors.clone()))?;
+        registry.register(Box::new(ratelimit_redis_duration.clone()))?;
+        registry.register(Box::new(ratelimit_fallbacks.clone()))?;
         registry.register(Box::new(in_flight.clone()))?;
         Ok(Metrics {
             registry,
@@ -126,6 +189,13 @@ impl Metrics {
             upstream_errors,
             auth_failures,
             guardrail_findings,
+            ratelimit_rejections,
+            ratelimit_tokens_reserved,
+            ratelimit_tokens_settled,
+            ratelimit_stream_overruns,
+            ratelimit_redis_errors,
+            ratelimit_redis_duration,
+            ratelimit_fallbacks,
             in_flight,
         })
     }
@@ -169,6 +239,23 @@ mod tests {
         m.guardrail_findings
             .with_label_values(&["EMAIL", "redact", "request"])
             .inc();
+        m.ratelimit_rejections
+            .with_label_values(&["requests", "key"])
+            .inc();
+        m.ratelimit_tokens_reserved
+            .with_label_values(&["acme"])
+            .inc();
+        m.ratelimit_tokens_settled
+            .with_label_values(&["acme"])
+            .inc();
+        m.ratelimit_stream_overruns
+            .with_label_values(&["cut"])
+            .inc();
+        m.ratelimit_redis_errors.with_label_values(&["admit"]).inc();
+        m.ratelimit_redis_duration
+            .with_label_values(&["admit"])
+            .observe(0.0001);
+        m.ratelimit_fallbacks.inc();
         let text = String::from_utf8(m.render().unwrap()).unwrap();
         for line in text.lines().filter(|l| !l.starts_with('#')) {
             assert!(line.starts_with("portcullis_"), "{line}");

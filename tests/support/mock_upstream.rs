@@ -12,6 +12,10 @@
 //! | `mock-scripted`   | answers `metadata.answer` (else echoes the last message's text); when |
 //! |                   | streaming, one SSE event per `metadata.event_chars` characters, and   |
 //! |                   | the SSE bytes sent in two writes split at byte `metadata.split_at`   |
+//! | `mock-tokens`     | answers `metadata.tokens` (default 40) words " tok", capped by        |
+//! |                   | `max_tokens` / `max_completion_tokens`, one word per SSE event 1 ms   |
+//! |                   | apart; usage = 10 prompt tokens + one completion token per word, in   |
+//! |                   | the JSON answer or (when asked) a final usage chunk                   |
 //! | anything else     | a chat completion: JSON, or SSE when `"stream": true`                |
 //!
 //! Every request is recorded (path, headers, body) for assertions. Also used by
@@ -166,6 +170,7 @@ async fn handle(
     }
     match model.as_str() {
         "mock-scripted" => Ok(scripted(&json, &model, stream).await),
+        "mock-tokens" => Ok(tokens(&json, &model, stream)),
         "mock-slow" => {
             tokio::time::sleep(Duration::from_secs(3)).await;
             Ok(full(200, "application/json", chat_json(&model)))
@@ -196,6 +201,80 @@ async fn handle(
         _ if stream => Ok(sse(state, model, 21, Duration::ZERO, false)),
         _ => Ok(full(200, "application/json", chat_json(&model))),
     }
+}
+
+/// Prompt tokens `mock-tokens` reports for every request.
+pub const MOCK_PROMPT_TOKENS: u64 = 10;
+
+/// `mock-tokens`: an answer of a known number of tokens, with usage like OpenAI's.
+fn tokens(request: &Value, model: &str, stream: bool) -> Response<Body> {
+    let wanted = request["metadata"]["tokens"]
+        .as_str()
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(40);
+    let cap = request["max_completion_tokens"]
+        .as_u64()
+        .or(request["max_tokens"].as_u64())
+        .unwrap_or(u64::MAX);
+    let words = wanted.min(cap);
+    let usage = json!({"prompt_tokens": MOCK_PROMPT_TOKENS, "completion_tokens": words,
+                       "total_tokens": MOCK_PROMPT_TOKENS + words});
+    if !stream {
+        let text = " tok".repeat(words as usize);
+        let body = json!({"id": "chatcmpl-tokens", "object": "chat.completion", "created": 1,
+            "model": model, "choices": [{"index": 0, "message": {"role": "assistant",
+            "content": text}, "logprobs": null, "finish_reason": "stop"}], "usage": usage});
+        return full(200, "application/json", body.to_string());
+    }
+    let include_usage = request.pointer("/stream_options/include_usage") == Some(&json!(true));
+    let model = model.to_string();
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, std::io::Error>>(1);
+    tokio::spawn(async move {
+        let chunk = |choices: Value, usage: Option<&Value>| {
+            let mut v = json!({"id": "chatcmpl-tokens", "object": "chat.completion.chunk",
+                "created": 1, "model": model, "choices": choices});
+            if let Some(u) = usage {
+                v["usage"] = u.clone();
+            }
+            Bytes::from(format!(
+                "data: {v}
+
+"
+            ))
+        };
+        let mut events = Vec::new();
+        for _ in 0..words {
+            events.push(chunk(
+                json!([{"index": 0, "delta": {"content": " tok"}, "finish_reason": null}]),
+                None,
+            ));
+        }
+        events.push(chunk(
+            json!([{"index": 0, "delta": {}, "finish_reason": "stop"}]),
+            None,
+        ));
+        if include_usage {
+            events.push(chunk(json!([]), Some(&usage)));
+        }
+        events.push(Bytes::from_static(
+            b"data: [DONE]
+
+",
+        ));
+        for event in events {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+            if tx.send(Ok(Frame::data(event))).await.is_err() {
+                return;
+            }
+        }
+    });
+    let stream =
+        futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|f| (f, rx)) });
+    Response::builder()
+        .status(200)
+        .header("content-type", "text/event-stream")
+        .body(BodyExt::boxed(StreamBody::new(stream)))
+        .unwrap()
 }
 
 /// `mock-scripted`: an answer chosen by the test, streamed in pieces the test chooses.
