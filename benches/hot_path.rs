@@ -1,5 +1,6 @@
-//! Criterion benches for the data plane's per-request work that is not I/O:
-//! API key verification with a warm cache, and request parsing + routing.
+//! Criterion benches for the data plane's per-request work: API key verification with a warm
+//! cache, request parsing + routing, and the rate limiter's decision (admit + settle) per
+//! request, locally and on the Redis at 127.0.0.1:6379 (PORTCULLIS_BENCH_REDIS_URL).
 //!
 //!     cargo bench --bench hot_path
 //!
@@ -16,8 +17,11 @@ use std::sync::Arc;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use portcullis::auth::{KeyHasher, KeyVerifier};
 use portcullis::config::Config;
+use portcullis::limits::{tokens, Demand, LimitSet, Limiter};
+use portcullis::providers::Endpoint;
 use portcullis::proxy::origin::parse_request;
 use portcullis::store::{NewApiKey, Store};
+use portcullis::telemetry::metrics::Metrics;
 
 fn config(db_url: &str) -> Config {
     let text = format!(
@@ -66,6 +70,7 @@ fn key_verification(c: &mut Criterion) {
                 allowed_models: &[],
                 expires_at: None,
                 guardrail_policy: None,
+                limits: LimitSet::default(),
             })
             .await
             .unwrap();
@@ -104,5 +109,101 @@ fn request_parsing(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, key_verification, request_parsing);
+fn principal(limits: LimitSet) -> portcullis::auth::Principal {
+    portcullis::auth::Principal {
+        key_id: "key_bench".into(),
+        key_prefix: "pc_bench".into(),
+        tenant_id: "ten_bench".into(),
+        tenant: "bench".into(),
+        allowed_models: Arc::from(Vec::new()),
+        guardrail_policy: None,
+        key_limits: limits,
+        tenant_limits: limits,
+    }
+}
+
+/// One request's limiter work: plan, admit, settle — with limits high enough never to refuse,
+/// so every iteration takes the full path.
+fn limiter_decisions(c: &mut Criterion) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let high = LimitSet {
+        rpm: Some(u32::MAX),
+        tpm: Some(u64::from(u32::MAX)),
+        max_concurrency: Some(u32::MAX),
+        ..LimitSet::default()
+    };
+    let rpm_only = LimitSet {
+        rpm: Some(u32::MAX),
+        ..LimitSet::default()
+    };
+    let redis_url = std::env::var("PORTCULLIS_BENCH_REDIS_URL")
+        .unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    let backends = [
+        ("local", String::new()),
+        (
+            "redis",
+            format!(
+                "backend = \"redis\"\nredis_url = \"{redis_url}\"\nredis_key_prefix = \"bench\"\non_redis_error = \"deny\"\nredis_timeout_ms = 1000\n"
+            ),
+        ),
+    ];
+    let mut group = c.benchmark_group("limits");
+    for (name, table) in backends {
+        let text = format!(
+            "[[providers]]\nname = \"demo\"\nkind = \"mock\"\n[[routes]]\nmodel = \"*\"\nprovider = \"demo\"\n[limits]\n{table}"
+        );
+        let config = Config::from_toml(&text, Path::new("bench.toml")).unwrap();
+        let limiter = Limiter::new(&config.limits, Arc::new(Metrics::new().unwrap()));
+        for (label, limits) in [("rpm", rpm_only), ("rpm_tpm_concurrency", high)] {
+            let p = principal(limits);
+            let demand = Demand {
+                prompt_tokens: 350,
+                completion_tokens: 1024,
+            };
+            // Fails the bench when Redis is not there, rather than timing the fallback.
+            runtime
+                .block_on(limiter.admit(limiter.plan(&p), demand, "warm"))
+                .unwrap();
+            group.bench_function(format!("{name}_admit_settle_{label}"), |b| {
+                b.iter(|| {
+                    runtime.block_on(async {
+                        let admitted = limiter
+                            .admit(limiter.plan(black_box(&p)), demand, "slot")
+                            .await
+                            .unwrap();
+                        black_box(limiter.settle(admitted, 400).await)
+                    })
+                })
+            });
+        }
+    }
+    group.finish();
+
+    tokens::warm_up();
+    let body: serde_json::Value = serde_json::from_slice(&chat_body()).unwrap();
+    let mut group = c.benchmark_group("tokens");
+    group.throughput(Throughput::Bytes(chat_body().len() as u64));
+    group.bench_function("estimate_chat_1_4kb_o200k", |b| {
+        b.iter(|| {
+            let mut body = body.clone();
+            black_box(tokens::demand(
+                Endpoint::ChatCompletions,
+                &mut body,
+                "gpt-4o",
+                1024,
+            ))
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(
+    benches,
+    key_verification,
+    request_parsing,
+    limiter_decisions
+);
 criterion_main!(benches);

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 mod support;
 
+use portcullis::limits::LimitSet;
 use portcullis::store::{Backend, NewApiKey, Revoked, Store, StoreError};
 use support::postgres::TempDatabase;
 
@@ -26,6 +27,7 @@ fn new_key<'a>(
         allowed_models: models,
         expires_at,
         guardrail_policy: None,
+        limits: LimitSet::default(),
     }
 }
 
@@ -141,6 +143,44 @@ async fn conformance(store: &Store, reopen: impl Fn() -> Store) {
     assert_eq!(cleared.guardrail_policy, None);
     assert!(matches!(
         store.set_tenant_policy("nope", Some("strict")).await,
+        Err(StoreError::TenantNotFound(_))
+    ));
+
+    // Limits: a key's own and its tenant's, read back with the key.
+    let tenant_limits = LimitSet {
+        rpm: Some(600),
+        tpm: Some(5_000_000_000),
+        max_concurrency: Some(4),
+        ..LimitSet::default()
+    };
+    let set = store
+        .set_tenant_limits("beta", &tenant_limits)
+        .await
+        .unwrap();
+    assert_eq!(set.limits, tenant_limits);
+    let key_limits = LimitSet {
+        rps: Some(2),
+        rph: Some(1000),
+        ..LimitSet::default()
+    };
+    let k4 = store
+        .create_api_key(NewApiKey {
+            limits: key_limits,
+            ..new_key("beta", "hash-4", &[], None)
+        })
+        .await
+        .unwrap();
+    let found = store.find_api_key_by_hash("hash-4").await.unwrap().unwrap();
+    assert_eq!(found, k4);
+    assert_eq!(found.limits, key_limits);
+    assert_eq!(found.tenant_limits, tenant_limits);
+    let cleared = store
+        .set_tenant_limits("beta", &LimitSet::default())
+        .await
+        .unwrap();
+    assert!(cleared.limits.is_empty());
+    assert!(matches!(
+        store.set_tenant_limits("nope", &tenant_limits).await,
         Err(StoreError::TenantNotFound(_))
     ));
 
