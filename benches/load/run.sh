@@ -14,6 +14,10 @@ CONNECTIONS=${CONNECTIONS:-32}
 UP_PORT=${UP_PORT:-28000}
 GW_PORT=${GW_PORT:-28080}
 ADMIN_PORT=${ADMIN_PORT:-28090}
+# A second gateway with its limits in Redis (REDIS_URL, default the local one).
+GW2_PORT=${GW2_PORT:-28081}
+ADMIN2_PORT=${ADMIN2_PORT:-28091}
+REDIS_URL=${REDIS_URL:-redis://127.0.0.1:6379}
 
 command -v wrk >/dev/null || { echo "wrk is required: apt-get install -y wrk" >&2; exit 1; }
 command -v taskset >/dev/null || { echo "taskset is required: apt-get install -y util-linux" >&2; exit 1; }
@@ -65,6 +69,16 @@ provider = "upstream"
 [guardrails.policies.off.request]
 TOML
 export BENCH_UPSTREAM_KEY=bench-upstream-key
+# The same gateway with its limits shared through Redis.
+sed -e "s/127.0.0.1:$GW_PORT/127.0.0.1:$GW2_PORT/" -e "s/127.0.0.1:$ADMIN_PORT/127.0.0.1:$ADMIN2_PORT/" \
+  "$work/config.toml" >"$work/config-redis.toml"
+cat >>"$work/config-redis.toml" <<TOML
+[limits]
+backend = "redis"
+redis_url = "$REDIS_URL"
+redis_key_prefix = "portcullis-bench-$$"
+on_redis_error = "deny"
+TOML
 
 "$BIN" tenants create bench --config "$work/config.toml" >/dev/null
 PORTCULLIS_KEY=$("$BIN" keys create --tenant bench --json --config "$work/config.toml" \
@@ -73,13 +87,21 @@ export PORTCULLIS_KEY
 OFF_KEY=$("$BIN" keys create --tenant bench --policy off --json --config "$work/config.toml" \
   | python3 -c 'import json,sys; print(json.load(sys.stdin)["key"])')
 ON_KEY=$PORTCULLIS_KEY
+# Guardrails off and every kind of limit on, high enough never to refuse: the limiter's whole
+# path (request GCRA, token estimate + reservation + settlement, concurrency) on every request.
+LIMITED_KEY=$("$BIN" keys create --tenant bench --policy off --rpm 1000000000 --tpm 4000000000 \
+  --max-concurrency 100000 --json --config "$work/config.toml" \
+  | python3 -c 'import json,sys; print(json.load(sys.stdin)["key"])')
 
 taskset -c 1 "$UPSTREAM" --listen "127.0.0.1:$UP_PORT" 2>"$work/upstream.log" &
 pids+=($!)
 taskset -c 0 "$BIN" serve --config "$work/config.toml" 2>"$work/gateway.log" &
 pids+=($!)
+taskset -c 0 "$BIN" serve --config "$work/config-redis.toml" 2>"$work/gateway-redis.log" &
+pids+=($!)
 wait_port "$UP_PORT"
 wait_port "$GW_PORT"
+wait_port "$GW2_PORT"
 
 # One request of each kind first: a broken setup fails here, not as a page of wrk errors.
 for stream in false true; do
@@ -117,6 +139,12 @@ run gateway-sse "$GW_PORT" true
 export PORTCULLIS_KEY=$OFF_KEY
 run gw-json-noguard "$GW_PORT" false
 run gw-sse-noguard "$GW_PORT" true
+# Limits on (guardrails off): compare with the noguard rows.
+export PORTCULLIS_KEY=$LIMITED_KEY
+run gw-json-limits "$GW_PORT" false
+run gw-sse-limits "$GW_PORT" true
+run gw-json-redis "$GW2_PORT" false
+run gw-sse-redis "$GW2_PORT" true
 export PORTCULLIS_KEY=$ON_KEY
 # One connection: no queueing, so the latency difference is the hop itself.
 run direct-json-c1 "$UP_PORT" false 1
@@ -124,14 +152,18 @@ run gateway-json-c1 "$GW_PORT" false 1
 
 echo
 echo "wrk -t1 -c$CONNECTIONS (-c1 for *-c1) -d${DURATION}s; gateway on core 0 (1 thread), upstream + wrk on core 1"
-printf '%-14s %12s %10s %10s\n' scenario req/s p50 p99
+printf '%-16s %12s %10s %10s\n' scenario req/s p50 p99
 for r in "${results[@]}"; do
   # shellcheck disable=SC2086
-  printf '%-14s %12s %10s %10s\n' $r
+  printf '%-16s %12s %10s %10s\n' $r
 done
 python3 - "${results[@]}" <<'PY'
 import sys
 rows = {r.split()[0]: float(r.split()[1]) for r in sys.argv[1:]}
 for kind in ("json", "sse", "json-c1"):
     print(f"gateway/direct throughput ({kind}): {rows[f'gateway-{kind}'] / rows[f'direct-{kind}']:.2f}")
+for kind in ("json", "sse"):
+    base = rows[f"gw-{kind}-noguard"]
+    print(f"limits on/off throughput ({kind}): local {rows[f'gw-{kind}-limits'] / base:.2f}, "
+          f"redis {rows[f'gw-{kind}-redis'] / base:.2f}")
 PY
