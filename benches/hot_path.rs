@@ -186,7 +186,23 @@ fn limiter_decisions(c: &mut Criterion) {
     let body: serde_json::Value = serde_json::from_slice(&chat_body()).unwrap();
     let mut group = c.benchmark_group("tokens");
     group.throughput(Throughput::Bytes(chat_body().len() as u64));
-    group.bench_function("estimate_chat_1_4kb_o200k", |b| {
+    // Long texts are remembered; "uncached" is the first-seen case: a new prompt every time.
+    let mut n = 0u64;
+    group.bench_function("estimate_chat_1_4kb_o200k_uncached", |b| {
+        b.iter(|| {
+            let mut body = body.clone();
+            n += 1;
+            let text = format!("{n} {}", body["messages"][1]["content"].as_str().unwrap());
+            body["messages"][1]["content"] = serde_json::Value::String(text);
+            black_box(tokens::demand(
+                Endpoint::ChatCompletions,
+                &mut body,
+                "gpt-4o",
+                1024,
+            ))
+        })
+    });
+    group.bench_function("estimate_chat_1_4kb_o200k_cached", |b| {
         b.iter(|| {
             let mut body = body.clone();
             black_box(tokens::demand(

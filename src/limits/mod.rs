@@ -395,11 +395,8 @@ enum Via {
 pub struct Admitted {
     plan: Plan,
     via: Via,
-    /// Tokens held in every token-limited scope.
+    /// Tokens held in every token-limited scope (prompt estimate + completion, + top-ups).
     pub reserved: u64,
-    /// The completion part of the first reservation (what a stream may produce before it must
-    /// take more).
-    pub completion_reserved: u64,
     /// Member name of the concurrency slots (unique per request).
     slot: String,
     pub headers: RateHeaders,
@@ -516,11 +513,6 @@ impl Limiter {
             plan,
             via,
             reserved: tokens,
-            completion_reserved: if tokens > 0 {
-                demand.completion_tokens
-            } else {
-                0
-            },
             slot: slot.to_string(),
             headers,
         })

@@ -7,7 +7,11 @@
 //! JSON), images (765 tokens each: a 1024×1024 image at high detail) and token-id arrays.
 //! It is an estimate for the reservation; settlement uses the provider's `usage`.
 
+use std::hash::{BuildHasher, Hash, Hasher};
+use std::sync::LazyLock;
+
 use bpe_openai::Tokenizer;
+use moka::sync::Cache;
 use serde_json::Value;
 
 use super::Demand;
@@ -21,6 +25,19 @@ const REPLY_PRIMING: u64 = 3;
 const PER_IMAGE: u64 = 765;
 /// Choices per request are capped here when reserving (`n`).
 const MAX_CHOICES: u64 = 128;
+/// Texts at least this long have their counts remembered: a chat resends its whole history
+/// and its system prompt with every turn, so most of a long prompt was counted before.
+const CACHED_FROM_BYTES: usize = 256;
+
+/// Token counts of recent long texts, by tokenizer and a hash of the text. A collision would
+/// only skew one estimate, which settlement corrects.
+static COUNTS: LazyLock<(Cache<u64, u64>, std::collections::hash_map::RandomState)> =
+    LazyLock::new(|| {
+        (
+            Cache::builder().max_capacity(100_000).build(),
+            std::collections::hash_map::RandomState::new(),
+        )
+    });
 
 /// The tokenizer of a model's family.
 pub fn tokenizer(model: &str) -> &'static Tokenizer {
@@ -51,6 +68,18 @@ pub fn count(tokenizer: &Tokenizer, text: &str) -> u64 {
     tokenizer.count(text) as u64
 }
 
+/// [`count`], remembered for long texts.
+fn count_cached(tokenizer: &'static Tokenizer, text: &str) -> u64 {
+    if text.len() < CACHED_FROM_BYTES {
+        return count(tokenizer, text);
+    }
+    let (cache, seed) = &*COUNTS;
+    let mut hasher = seed.build_hasher();
+    (tokenizer as *const Tokenizer as usize).hash(&mut hasher);
+    text.hash(&mut hasher);
+    cache.get_with(hasher.finish(), || count(tokenizer, text))
+}
+
 /// Prompt tokens and the completion tokens to reserve for one request body.
 pub fn demand(
     endpoint: Endpoint,
@@ -61,7 +90,7 @@ pub fn demand(
     let bpe = tokenizer(model);
     let mut prompt = 0;
     fields::request_texts(endpoint, body, &mut |text: &mut String| {
-        prompt += count(bpe, text);
+        prompt += count_cached(bpe, text);
     });
     prompt += framing(endpoint, body, bpe);
     Demand {
@@ -184,6 +213,16 @@ mod tests {
             2 + 2 + 2 * PER_MESSAGE + PER_IMAGE + REPLY_PRIMING
         );
         assert_eq!(d.completion_tokens, 100);
+    }
+
+    #[test]
+    fn long_texts_count_the_same_cached_or_not() {
+        let text = "Summarise the quarterly figures for the board. ".repeat(20);
+        let bpe = tokenizer("gpt-4o");
+        assert_eq!(count_cached(bpe, &text), count(bpe, &text));
+        assert_eq!(count_cached(bpe, &text), count(bpe, &text));
+        let other = tokenizer("gpt-4");
+        assert_eq!(count_cached(other, &text), count(other, &text));
     }
 
     #[test]

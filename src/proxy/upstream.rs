@@ -85,7 +85,9 @@ pub async fn forward(
         .into());
     };
     // Answers are looked at when the guardrails check them or their tokens are counted.
-    let counts_tokens = ctx.limits.counts_tokens();
+    // Embeddings cost exactly their input, already counted: their (large) answers are not read
+    // for a usage that would say the same.
+    let counts_tokens = ctx.limits.counts_tokens() && endpoint != Endpoint::Embeddings;
     let inspection = inspection(
         upstream_header,
         ctx.guard.checks_response() || counts_tokens,
