@@ -139,6 +139,21 @@ async fn logged(gw: &TestGateway, tenant: &str, count: f64) -> String {
     text
 }
 
+/// Two gateways sharing one database file and one Redis (a key prefix of their own), with
+/// `extra` lines in their `[limits]`.
+fn two_on_redis(upstream: &MockUpstream, extra: &str) -> (TestGateway, TestGateway) {
+    require_redis();
+    let limits = format!(
+        "backend = \"redis\"\nredis_url = \"{}\"\nredis_key_prefix = \"{}\"\n{extra}",
+        redis_url(),
+        fresh_prefix()
+    );
+    let a = start(upstream, &limits);
+    let db = format!("sqlite://{}", a.dir.path().join("portcullis.db").display());
+    let b = TestGateway::start_with_database(&config(upstream, &limits), "", "", Some(&db));
+    (a, b)
+}
+
 fn start(upstream: &MockUpstream, limits: &str) -> TestGateway {
     let gw = TestGateway::start(&config(upstream, limits), "", "");
     gw.create_tenant("acme");
@@ -216,17 +231,8 @@ async fn a_key_with_rpm_10_gets_exactly_10_then_429s_with_openai_headers() {
 
 #[tokio::test]
 async fn two_gateways_sharing_redis_enforce_one_combined_limit() {
-    require_redis();
     let upstream = MockUpstream::start().await;
-    let limits = format!(
-        "backend = \"redis\"\nredis_url = \"{}\"\nredis_key_prefix = \"{}\"\non_redis_error = \"deny\"",
-        redis_url(),
-        fresh_prefix()
-    );
-    let a = start(&upstream, &limits);
-    // The second gateway shares the first one's database file and its Redis.
-    let db = format!("sqlite://{}", a.dir.path().join("portcullis.db").display());
-    let b = TestGateway::start_with_database(&config(&upstream, &limits), "", "", Some(&db));
+    let (a, b) = two_on_redis(&upstream, "on_redis_error = \"deny\"");
     let client = Client::new(&new_key(&a, &["--rpm", "10"]));
 
     let statuses = statuses(&[&a, &b], &client, 20).await;
@@ -324,16 +330,8 @@ async fn a_tpm_budget_holds_when_50_streams_race_for_it_locally() {
 
 #[tokio::test]
 async fn a_tpm_budget_holds_when_50_streams_race_across_two_gateways_on_redis() {
-    require_redis();
     let upstream = MockUpstream::start().await;
-    let limits = format!(
-        "backend = \"redis\"\nredis_url = \"{}\"\nredis_key_prefix = \"{}\"\non_redis_error = \"deny\"",
-        redis_url(),
-        fresh_prefix()
-    );
-    let a = start(&upstream, &limits);
-    let db = format!("sqlite://{}", a.dir.path().join("portcullis.db").display());
-    let b = TestGateway::start_with_database(&config(&upstream, &limits), "", "", Some(&db));
+    let (a, b) = two_on_redis(&upstream, "on_redis_error = \"deny\"");
     let key = new_key(&a, &["--tpm", "1000"]);
     tpm_race_holds(&[&a, &b], &key).await;
 }
@@ -386,16 +384,11 @@ async fn streams_past_the_budget_are_cut_at_an_event_boundary() {
 
 #[tokio::test]
 async fn streams_past_the_budget_are_cut_across_gateways_on_redis() {
-    require_redis();
     let upstream = MockUpstream::start().await;
-    let limits = format!(
-        "backend = \"redis\"\nredis_url = \"{}\"\nredis_key_prefix = \"{}\"\non_exceed = \"cut\"\ndefault_completion_tokens = 8",
-        redis_url(),
-        fresh_prefix()
+    let (a, b) = two_on_redis(
+        &upstream,
+        "on_exceed = \"cut\"\ndefault_completion_tokens = 8",
     );
-    let a = start(&upstream, &limits);
-    let db = format!("sqlite://{}", a.dir.path().join("portcullis.db").display());
-    let b = TestGateway::start_with_database(&config(&upstream, &limits), "", "", Some(&db));
     let key = new_key(&a, &["--tpm", "1000"]);
     cut_race_holds(&[&a, &b], &key).await;
 }
