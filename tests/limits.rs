@@ -606,3 +606,27 @@ fn bad_limits_config_names_the_key() {
         assert!(err.contains(key), "{key} missing from: {err}");
     }
 }
+
+#[tokio::test]
+async fn the_gateways_limits_replace_the_providers_headers() {
+    let upstream = MockUpstream::start().await;
+    let gw = start(&upstream, "");
+    let client = Client::new(&new_key(&gw, &["--rpm", "100"]));
+    // The provider answers 429 with its own `x-ratelimit-remaining-requests: 0`.
+    let resp = client
+        .chat(&gw, json!({"model": "mock-error", "messages": []}))
+        .await;
+    assert_eq!(resp.status(), 429);
+    assert_eq!(header(&resp, "x-ratelimit-limit-requests").unwrap(), "100");
+    assert_eq!(
+        header(&resp, "x-ratelimit-remaining-requests").unwrap(),
+        "99"
+    );
+    // The provider's own error passes through otherwise unchanged.
+    assert_eq!(header(&resp, "retry-after").unwrap(), "7");
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(
+        body["error"]["message"],
+        "Rate limit reached for mock-error"
+    );
+}

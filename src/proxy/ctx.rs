@@ -46,6 +46,12 @@ pub struct LimitState {
 }
 
 impl LimitState {
+    /// The gateway's own limits replace the provider's `x-ratelimit-*` headers: the client is
+    /// limited by these, and the gateway's provider account is not the client's business.
+    pub fn replaces_provider_limits(&self) -> bool {
+        self.headers != RateHeaders::default()
+    }
+
     /// Tokens counted against limits: whether the answer must be metered.
     pub fn counts_tokens(&self) -> bool {
         self.admitted.as_ref().is_some_and(Admitted::counts_tokens)

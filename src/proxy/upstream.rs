@@ -133,6 +133,7 @@ pub async fn forward(
                 let (chunk, cut) = match meter.as_mut() {
                     Some(m) => {
                         let events = m.push(&chunk);
+                        ctx.limits.usage = m.usage;
                         let (bytes, cut) = super::metering::meter(gw, ctx, events).await;
                         (Bytes::from(bytes), cut)
                     }
@@ -283,6 +284,7 @@ async fn relay_whole(
     let status = upstream
         .response_header()
         .map_or(200, |h| h.status.as_u16());
+    let ours = ctx.limits.replaces_provider_limits();
     let extra: Vec<(String, String)> = upstream
         .response_header()
         .map(|h| {
@@ -291,7 +293,7 @@ async fn relay_whole(
                 .filter(|(name, _)| {
                     !HOP_BY_HOP.contains(&name.as_str())
                         && name.as_str() != "content-type"
-                        && !name.as_str().starts_with("x-ratelimit-")
+                        && !(ours && name.as_str().starts_with("x-ratelimit-"))
                 })
                 .filter_map(|(n, v)| Some((n.to_string(), v.to_str().ok()?.to_string())))
                 .collect()
@@ -514,17 +516,15 @@ fn downstream_header(
     http2: bool,
     ctx: &RequestCtx,
 ) -> pingora::Result<ResponseHeader> {
-    let limits = ctx.limits.headers.to_pairs();
+    let ours = ctx.limits.replaces_provider_limits();
     let mut header = ResponseHeader::build(upstream.status, Some(upstream.headers.len() + 2))?;
     for (name, value) in upstream.headers.iter() {
-        // The gateway's own limits replace the provider's: the client is limited by these,
-        // and the gateway's provider account is not the client's business.
-        let replaced = !limits.is_empty() && name.as_str().starts_with("x-ratelimit-");
+        let replaced = ours && name.as_str().starts_with("x-ratelimit-");
         if !HOP_BY_HOP.contains(&name.as_str()) && !replaced {
             header.append_header(name.clone(), value.clone())?;
         }
     }
-    for (name, value) in limits {
+    for (name, value) in ctx.limits.headers.to_pairs() {
         header.insert_header(name, value)?;
     }
     // Unchanged body → the provider's length still holds; otherwise stream it chunked.
