@@ -19,20 +19,14 @@ pub fn record(metrics: &Metrics, session: &Session, error: Option<&Error>, ctx: 
     };
     let status = if ctx.outcome.client_disconnected {
         CLIENT_CLOSED_REQUEST
-    } else if ctx.outcome.status != 0 {
-        ctx.outcome.status
     } else {
-        session.response_written().map_or(0, |h| h.status.as_u16())
+        status_sent(session, ctx)
     };
     let route = ctx.request.route;
     let tenant = ctx.principal.as_ref().map_or("", |p| p.tenant.as_str());
     let model = ctx.request.model_label.as_deref().unwrap_or("");
     let provider = ctx.request.provider.as_deref().unwrap_or("");
 
-    metrics
-        .requests
-        .with_label_values(&[route, model, &status.to_string(), tenant])
-        .inc();
     metrics
         .request_duration
         .with_label_values(&[route])
@@ -111,6 +105,12 @@ pub fn record(metrics: &Metrics, session: &Session, error: Option<&Error>, ctx: 
             .inc();
     }
 
+    // Counted last: once a request shows in portcullis_requests_total, all its metrics do.
+    metrics
+        .requests
+        .with_label_values(&[route, model, &status.to_string(), tenant])
+        .inc();
+
     // The access log: identifiers and outcomes only — never keys, prompts or responses.
     tracing::info!(
         target: "portcullis::access",
@@ -138,6 +138,15 @@ pub fn record(metrics: &Metrics, session: &Session, error: Option<&Error>, ctx: 
         error = error.map(|e| e.to_string()).unwrap_or_default(),
         "request"
     );
+}
+
+/// The status written to the client (0 when nothing was).
+pub fn status_sent(session: &Session, ctx: &RequestCtx) -> u16 {
+    if ctx.outcome.status != 0 {
+        ctx.outcome.status
+    } else {
+        session.response_written().map_or(0, |h| h.status.as_u16())
+    }
 }
 
 /// `request:EMAIL:redact=2 response:API_SECRET:block=1`: types, actions and counts, no values.

@@ -292,10 +292,12 @@ fn refill(tpm: u64, elapsed: Duration) -> u64 {
     (tpm as f64 * elapsed.as_secs_f64() / 60.0).ceil() as u64
 }
 
+/// The key's budget in the race tests, and one request's worth of it: ~16 prompt tokens
+/// estimated + 40 completion.
+const TPM: u64 = 1000;
+const ONE_REQUEST: u64 = 60;
+
 async fn tpm_race_holds(gateways: &[&TestGateway], key: &str) {
-    const TPM: u64 = 1000;
-    // One request: ~16 prompt tokens estimated + 40 completion.
-    const ONE_REQUEST: u64 = 60;
     let started = Instant::now();
     let results = race(
         gateways,
@@ -339,8 +341,6 @@ async fn a_tpm_budget_holds_when_50_streams_race_across_two_gateways_on_redis() 
 /// Streams without `max_tokens` reserve only `default_completion_tokens` (8) and take more as
 /// they run; with `on_exceed = "cut"` the ones that find the budget empty are cut.
 async fn cut_race_holds(gateways: &[&TestGateway], key: &str) {
-    const TPM: u64 = 1000;
-    const ONE_REQUEST: u64 = 60;
     let started = Instant::now();
     let results = race(
         gateways,

@@ -6,7 +6,7 @@
 
 use crate::config::OnExceed;
 use crate::guard::sse;
-use crate::limits::usage::Metered;
+use crate::limits::usage::{Metered, StreamMeter};
 
 use super::ctx::RequestCtx;
 use super::Gateway;
@@ -14,8 +14,29 @@ use super::Gateway;
 /// Tokens taken beyond the immediate need, so a long stream does not ask for every event.
 const TOP_UP: u64 = 64;
 
+/// Passes a piece of the answer (`last`: the stream's end) through the meter: the bytes that
+/// may go to the client, and whether the stream ends here.
+pub async fn pass(
+    gw: &Gateway,
+    ctx: &mut RequestCtx,
+    meter: &mut StreamMeter,
+    bytes: &[u8],
+    last: bool,
+) -> (Vec<u8>, bool) {
+    let mut events = meter.push(bytes);
+    if last {
+        events.extend(meter.finish());
+    }
+    ctx.limits.usage = meter.usage.or(ctx.limits.usage);
+    within_limits(gw, ctx, events).await
+}
+
 /// The bytes of `events` that may go to the client, and whether the stream ends here.
-pub async fn meter(gw: &Gateway, ctx: &mut RequestCtx, events: Vec<Metered>) -> (Vec<u8>, bool) {
+async fn within_limits(
+    gw: &Gateway,
+    ctx: &mut RequestCtx,
+    events: Vec<Metered>,
+) -> (Vec<u8>, bool) {
     let mut out = Vec::new();
     for event in events {
         if event.tokens > 0

@@ -178,12 +178,9 @@ impl ProxyHttp for Gateway {
         // Settle token usage and release concurrency slots: after the response has been sent,
         // so a Redis round trip here never delays the client.
         if let Some(admitted) = ctx.limits.admitted.take() {
-            let status = if ctx.outcome.status != 0 {
-                ctx.outcome.status
-            } else {
-                session.response_written().map_or(0, |h| h.status.as_u16())
-            };
-            let used = ctx.limits.used_tokens(status);
+            let used = ctx
+                .limits
+                .used_tokens(crate::logging::status_sent(session, ctx));
             ctx.limits.settled = Some(self.limiter.settle(admitted, used).await);
         }
         crate::logging::record(&self.metrics, session, e, ctx);

@@ -17,7 +17,7 @@ use guardrails::policy::Direction;
 
 use super::ctx::RequestCtx;
 use super::error::GatewayError;
-use super::{Failure, Gateway};
+use super::{metering, Failure, Gateway};
 use crate::guard::{Blocked, SseGuard};
 use crate::limits::usage::{self, StreamMeter};
 use crate::providers::{Endpoint, OpenAiProvider};
@@ -132,9 +132,7 @@ pub async fn forward(
                 };
                 let (chunk, cut) = match meter.as_mut() {
                     Some(m) => {
-                        let events = m.push(&chunk);
-                        ctx.limits.usage = m.usage;
-                        let (bytes, cut) = super::metering::meter(gw, ctx, events).await;
+                        let (bytes, cut) = metering::pass(gw, ctx, m, &chunk, false).await;
                         (Bytes::from(bytes), cut)
                     }
                     None => (chunk, false),
@@ -191,10 +189,7 @@ pub async fn forward(
         }
     }
     if let Some(m) = meter.as_mut() {
-        let mut events = m.push(&rest);
-        events.extend(m.finish());
-        rest = super::metering::meter(gw, ctx, events).await.0;
-        ctx.limits.usage = m.usage;
+        rest = metering::pass(gw, ctx, m, &rest, true).await.0;
     }
     if !rest.is_empty() {
         ctx.outcome.response_bytes += rest.len();
@@ -284,17 +279,12 @@ async fn relay_whole(
     let status = upstream
         .response_header()
         .map_or(200, |h| h.status.as_u16());
-    let ours = ctx.limits.replaces_provider_limits();
     let extra: Vec<(String, String)> = upstream
         .response_header()
         .map(|h| {
             h.headers
                 .iter()
-                .filter(|(name, _)| {
-                    !HOP_BY_HOP.contains(&name.as_str())
-                        && name.as_str() != "content-type"
-                        && !(ours && name.as_str().starts_with("x-ratelimit-"))
-                })
+                .filter(|(name, _)| relayed(name.as_str(), ctx) && name.as_str() != "content-type")
                 .filter_map(|(n, v)| Some((n.to_string(), v.to_str().ok()?.to_string())))
                 .collect()
         })
@@ -509,6 +499,13 @@ enum Framing {
     Rewritten,
 }
 
+/// Whether a provider's response header reaches the client: end-to-end headers do, except
+/// `x-ratelimit-*` when the gateway's own limits replace them.
+fn relayed(name: &str, ctx: &RequestCtx) -> bool {
+    let replaced = ctx.limits.replaces_provider_limits() && name.starts_with("x-ratelimit-");
+    !HOP_BY_HOP.contains(&name) && !replaced
+}
+
 /// The client's response header: the provider's status and end-to-end headers, our framing.
 fn downstream_header(
     upstream: &ResponseHeader,
@@ -516,11 +513,9 @@ fn downstream_header(
     http2: bool,
     ctx: &RequestCtx,
 ) -> pingora::Result<ResponseHeader> {
-    let ours = ctx.limits.replaces_provider_limits();
     let mut header = ResponseHeader::build(upstream.status, Some(upstream.headers.len() + 2))?;
     for (name, value) in upstream.headers.iter() {
-        let replaced = ours && name.as_str().starts_with("x-ratelimit-");
-        if !HOP_BY_HOP.contains(&name.as_str()) && !replaced {
+        if relayed(name.as_str(), ctx) {
             header.append_header(name.clone(), value.clone())?;
         }
     }
@@ -615,12 +610,7 @@ pub async fn write_events(
         };
         let (chunk, cut) = match meter.as_mut() {
             Some(m) => {
-                let mut events = m.push(&chunk);
-                if last {
-                    events.extend(m.finish());
-                }
-                let (bytes, cut) = super::metering::meter(gw, ctx, events).await;
-                ctx.limits.usage = m.usage.or(ctx.limits.usage);
+                let (bytes, cut) = metering::pass(gw, ctx, m, &chunk, last).await;
                 (Bytes::from(bytes), cut)
             }
             None => (chunk, false),

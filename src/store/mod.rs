@@ -263,12 +263,7 @@ impl Store {
             .bind(name)
             .execute(self.pool().await?)
             .await?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::TenantNotFound(name.to_string()));
-        }
-        self.tenant_by_name(name)
-            .await?
-            .ok_or_else(|| StoreError::TenantNotFound(name.to_string()))
+        self.updated_tenant(name, done.rows_affected()).await
     }
 
     /// Replaces the stored limits of a tenant (unset fields: config.toml decides).
@@ -289,12 +284,16 @@ impl Store {
         .bind(name)
         .execute(self.pool().await?)
         .await?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::TenantNotFound(name.to_string()));
-        }
-        self.tenant_by_name(name)
-            .await?
-            .ok_or_else(|| StoreError::TenantNotFound(name.to_string()))
+        self.updated_tenant(name, done.rows_affected()).await
+    }
+
+    /// The tenant as it is after an UPDATE that touched `rows` rows (0: no such tenant).
+    async fn updated_tenant(&self, name: &str, rows: u64) -> Result<Tenant, StoreError> {
+        let found = match rows {
+            0 => None,
+            _ => self.tenant_by_name(name).await?,
+        };
+        found.ok_or_else(|| StoreError::TenantNotFound(name.to_string()))
     }
 
     pub async fn create_api_key(&self, new: NewApiKey<'_>) -> Result<ApiKeyRecord, StoreError> {

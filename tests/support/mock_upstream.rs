@@ -203,6 +203,20 @@ async fn handle(
     }
 }
 
+type Frames = tokio::sync::mpsc::Receiver<Result<Frame<Bytes>, std::io::Error>>;
+
+/// A 200 `text/event-stream` response whose body is what a task sends on `rx`.
+fn sse_response(rx: Frames) -> Response<Body> {
+    let stream =
+        futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|f| (f, rx)) });
+    Response::builder()
+        .status(200)
+        .header("content-type", "text/event-stream")
+        .header("cache-control", "no-cache")
+        .body(BodyExt::boxed(StreamBody::new(stream)))
+        .unwrap()
+}
+
 /// Prompt tokens `mock-tokens` reports for every request.
 pub const MOCK_PROMPT_TOKENS: u64 = 10;
 
@@ -268,13 +282,7 @@ fn tokens(request: &Value, model: &str, stream: bool) -> Response<Body> {
             }
         }
     });
-    let stream =
-        futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|f| (f, rx)) });
-    Response::builder()
-        .status(200)
-        .header("content-type", "text/event-stream")
-        .body(BodyExt::boxed(StreamBody::new(stream)))
-        .unwrap()
+    sse_response(rx)
 }
 
 /// `mock-scripted`: an answer chosen by the test, streamed in pieces the test chooses.
@@ -313,13 +321,7 @@ async fn scripted(request: &Value, model: &str, stream: bool) -> Response<Body> 
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
     });
-    let stream =
-        futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|f| (f, rx)) });
-    Response::builder()
-        .status(200)
-        .header("content-type", "text/event-stream")
-        .body(BodyExt::boxed(StreamBody::new(stream)))
-        .unwrap()
+    sse_response(rx)
 }
 
 /// The SSE bytes of a chat stream carrying `answer` in events of `event_chars` characters.
@@ -394,12 +396,5 @@ fn sse(
             state.finished_streams.fetch_add(1, Ordering::SeqCst);
         }
     });
-    let stream =
-        futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|f| (f, rx)) });
-    Response::builder()
-        .status(200)
-        .header("content-type", "text/event-stream")
-        .header("cache-control", "no-cache")
-        .body(BodyExt::boxed(StreamBody::new(stream)))
-        .unwrap()
+    sse_response(rx)
 }
