@@ -119,6 +119,7 @@ fn principal(limits: LimitSet) -> portcullis::auth::Principal {
         guardrail_policy: None,
         key_limits: limits,
         tenant_limits: limits,
+        logging_policy: None,
     }
 }
 

@@ -254,7 +254,7 @@ fn execute(cli: Cli) -> Result<(), CliError> {
         }
         Command::Serve => {
             crate::telemetry::init_tracing(&config.logging);
-            crate::server::serve(config)?;
+            crate::server::serve(config, &cli.config)?;
             Ok(())
         }
         Command::Migrate => with_store(&config, |store| async move {

@@ -44,6 +44,17 @@ pub fn is_base62(s: &str) -> bool {
     s.bytes().all(|b| b.is_ascii_alphanumeric())
 }
 
+/// Lower-case hexadecimal.
+pub fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
+}
+
 /// A new object id like `key_3kTMd92Jf0aQ` (96 random bits).
 pub fn new_id(prefix: &str) -> Result<String, RandomError> {
     Ok(format!("{prefix}_{}", base62(&random_bytes::<12>()?, 17)))

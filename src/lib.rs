@@ -3,9 +3,11 @@
 //! Read it in the order a request travels: [`proxy`] (pingora phases) → [`auth`] →
 //! [`limits`] → [`routing`] → [`providers`] → back out through [`proxy`] → [`logging`]. Start-up lives in
 //! [`cli`] and [`server`]; [`config`] validates `config.toml`; [`store`] keeps tenants and keys;
-//! [`guard`] runs the guardrails over requests and answers.
+//! [`guard`] runs the guardrails over requests and answers; [`audit`] keeps the tamper-evident
+//! record of every request and administrative action.
 
 pub mod admin;
+pub mod audit;
 pub mod auth;
 pub mod cli;
 pub mod config;

@@ -1,17 +1,19 @@
-//! The `logging` phase: the ONE place that turns a finished request's context into metrics and
-//! the access log line, guardrail findings and rate-limit outcomes included. (Audit records
-//! will be emitted here too.)
+//! The `logging` phase: the ONE place that turns a finished request's context into metrics,
+//! the access log line and the audit record, guardrail findings and rate-limit outcomes
+//! included.
 
 use pingora::proxy::Session;
 use pingora::Error;
+use serde::Serialize;
 
-use crate::proxy::RequestCtx;
-use crate::telemetry::metrics::Metrics;
+use crate::audit::{AuditRecord, Kind, LoggingPolicy};
+use crate::proxy::{Gateway, RequestCtx};
 
 /// Status recorded for a client that disconnected before its response completed (nginx's 499).
 const CLIENT_CLOSED_REQUEST: u16 = 499;
 
-pub fn record(metrics: &Metrics, session: &Session, error: Option<&Error>, ctx: &RequestCtx) {
+pub fn record(gw: &Gateway, session: &Session, error: Option<&Error>, ctx: &RequestCtx) {
+    let metrics = &gw.metrics;
     let total = ctx.timing.start.elapsed();
     let upstream = match (ctx.timing.upstream_start, ctx.timing.upstream_end) {
         (Some(start), Some(end)) => end.saturating_duration_since(start),
@@ -138,6 +140,145 @@ pub fn record(metrics: &Metrics, session: &Session, error: Option<&Error>, ctx: 
         error = error.map(|e| e.to_string()).unwrap_or_default(),
         "request"
     );
+
+    // Last: the record goes to the writer's queue; nothing here waits on the database.
+    if let Some(auditor) = &gw.auditor {
+        if let Some(record) = audit_record(gw, session, ctx, status, total, upstream) {
+            auditor.submit(record);
+        }
+    }
+}
+
+/// What an audit record says of a request besides its indexed columns. Values only —
+/// never keys, never raw prompt or answer text.
+#[derive(Serialize)]
+struct RequestDetail<'a> {
+    key_id: &'a str,
+    client_ip: Option<std::net::IpAddr>,
+    method: &'a str,
+    route: &'a str,
+    model: &'a str,
+    provider: &'a str,
+    stream: bool,
+    error_code: &'a str,
+    upstream_error: &'a str,
+    latency_ms: f64,
+    upstream_ms: f64,
+    request_bytes: usize,
+    response_bytes: usize,
+    guardrail_policy: &'a str,
+    findings: Vec<Finding<'a>>,
+    ratelimit: &'a str,
+    prompt_tokens: Option<u64>,
+    completion_tokens: Option<u64>,
+    total_tokens: Option<u64>,
+    logging: &'a str,
+}
+
+/// One kind of guardrail finding: where, what type, what was done, how many. Never the value.
+#[derive(Serialize)]
+struct Finding<'a> {
+    direction: &'a str,
+    r#type: &'a str,
+    action: &'a str,
+    count: u32,
+}
+
+/// The request's audit record, if the tenant's policy keeps one. Requests that never got past
+/// authentication are security events (`auth.failed`) on the chain of no tenant.
+fn audit_record(
+    gw: &Gateway,
+    session: &Session,
+    ctx: &RequestCtx,
+    status: u16,
+    total: std::time::Duration,
+    upstream: std::time::Duration,
+) -> Option<AuditRecord> {
+    let (kind, action, policy) = match (&ctx.principal, ctx.audit.policy) {
+        (Some(_), Some(LoggingPolicy::None)) | (Some(_), None) => return None,
+        (Some(_), Some(policy)) => (Kind::Request, "request", policy),
+        (None, _) if (401..=403).contains(&status) => {
+            (Kind::Security, "auth.failed", LoggingPolicy::Metadata)
+        }
+        // Unknown paths, and callers refused by the per-IP limit: metrics only.
+        (None, _) => return None,
+    };
+    let report = &ctx.guard.report;
+    let mut findings: Vec<Finding> = report
+        .counts
+        .iter()
+        .map(|((d, t, a), n)| Finding {
+            direction: d.name(),
+            r#type: t.name(),
+            action: a.name(),
+            count: *n,
+        })
+        .collect();
+    findings.extend(report.financial_advice.iter().map(|(d, a)| Finding {
+        direction: d.name(),
+        r#type: "FINANCIAL_ADVICE",
+        action: a.name(),
+        count: 1,
+    }));
+    let usage = ctx.limits.usage;
+    let detail = RequestDetail {
+        key_id: ctx.principal.as_ref().map_or("", |p| p.key_id.as_str()),
+        client_ip: ctx.client.ip,
+        method: session.req_header().method.as_str(),
+        route: ctx.request.route,
+        model: ctx.request.model.as_deref().unwrap_or(""),
+        provider: ctx.request.provider.as_deref().unwrap_or(""),
+        stream: ctx.request.stream,
+        error_code: ctx.outcome.error_code.unwrap_or(""),
+        upstream_error: ctx.outcome.upstream_error.unwrap_or(""),
+        latency_ms: round_ms(total),
+        upstream_ms: round_ms(upstream),
+        request_bytes: ctx.request.body_bytes,
+        response_bytes: ctx.outcome.response_bytes,
+        guardrail_policy: ctx.guard.policy.as_ref().map_or("", |p| p.name.as_str()),
+        findings,
+        ratelimit: ctx.limits.refused.as_ref().map_or("", |r| r.kind()),
+        prompt_tokens: usage.map(|u| u.prompt),
+        completion_tokens: usage.map(|u| u.completion),
+        total_tokens: usage.map(|u| u.total),
+        logging: policy.name(),
+    };
+    let detail = serde_json::to_string(&detail).ok()?;
+    let auditor = gw.auditor.as_ref()?;
+    let content = match (&ctx.audit.capture, ctx.request.endpoint) {
+        (Some(capture), Some(endpoint)) if policy == LoggingPolicy::Redacted => {
+            Some(crate::audit::content::redact(
+                &gw.config.guardrails.engine,
+                endpoint,
+                capture,
+                gw.config.audit.max_content_bytes,
+            ))
+        }
+        _ => None,
+    };
+    Some(AuditRecord {
+        id: ctx.request_id.clone(),
+        time: crate::store::now_millis() - total.as_millis() as i64,
+        kind,
+        tenant: ctx
+            .principal
+            .as_ref()
+            .map_or(String::new(), |p| p.tenant.clone()),
+        action: action.to_string(),
+        actor: ctx
+            .principal
+            .as_ref()
+            .map_or(String::new(), |p| p.key_prefix.clone()),
+        status,
+        subject: ctx.audit.subject.as_deref().map(|s| auditor.subject(s)),
+        detail,
+        content,
+    })
+}
+
+/// Milliseconds with microsecond precision: short in JSON, exact enough for an audit.
+fn round_ms(d: std::time::Duration) -> f64 {
+    (d.as_secs_f64() * 1_000_000.0).round() / 1000.0
 }
 
 /// The status written to the client (0 when nothing was).

@@ -9,7 +9,11 @@ use pingora::server::configuration::ServerConf;
 use pingora::server::Server;
 use pingora::services::listening::Service;
 
+use pingora::services::background::background_service;
+
 use crate::admin::AdminApp;
+use crate::audit::writer::AuditWriter;
+use crate::audit::{AuditRecord, Auditor, Kind, Signer, Spool};
 use crate::auth::KeyVerifier;
 use crate::config::Config;
 use crate::proxy::Gateway;
@@ -46,8 +50,9 @@ impl ServeError {
     }
 }
 
-/// Runs until SIGINT/SIGTERM; returns only on a start-up error.
-pub fn serve(config: Config) -> Result<(), ServeError> {
+/// Runs until SIGINT/SIGTERM; returns only on a start-up error. `config_path` is recorded
+/// (with the file's SHA-256) in the audit trail's `gateway.started` event.
+pub fn serve(config: Config, config_path: &std::path::Path) -> Result<(), ServeError> {
     // Fail with the config key in the message, rather than a panic deep inside pingora.
     check_bindable("server.listen", config.server.listen)?;
     check_bindable("admin.listen", config.admin.listen)?;
@@ -58,7 +63,32 @@ pub fn serve(config: Config) -> Result<(), ServeError> {
     let store = Arc::new(Store::from_config(&config.database));
     let metrics = Arc::new(Metrics::new()?);
     let keys = KeyVerifier::new(&config.auth, store.clone());
-    let gateway = Gateway::new(config.clone(), keys, metrics.clone())?;
+    // The audit trail: the request path's handle, and the writer that owns the queue's end.
+    let (auditor, writer) = if config.audit.enabled {
+        let audit = &config.audit;
+        let spool = Arc::new(Spool::new(&audit.spool_path, audit.spool_fsync));
+        let (auditor, receiver) = Auditor::new(
+            audit.queue_capacity,
+            spool.clone(),
+            Signer::new(audit.signing_key.as_ref()),
+            metrics.clone(),
+        );
+        let writer = AuditWriter::new(
+            receiver,
+            Store::from_config(&config.database),
+            spool,
+            audit.clone(),
+            metrics.clone(),
+        );
+        if audit.signing_key.is_none() {
+            tracing::warn!("audit.signing_key is not set: chain heads and checkpoints are unsigned, so cutting records off the end of a chain is not detectable");
+        }
+        auditor.submit(started_event(config_path)?);
+        (Some(Arc::new(auditor)), Some(writer))
+    } else {
+        (None, None)
+    };
+    let gateway = Gateway::new(config.clone(), keys, metrics.clone(), auditor)?;
     // The tokenizer tables take tens of milliseconds to load: not on a client's request.
     std::thread::spawn(crate::limits::tokens::warm_up);
 
@@ -80,6 +110,9 @@ pub fn serve(config: Config) -> Result<(), ServeError> {
 
     server.add_service(proxy);
     server.add_service(admin);
+    if let Some(writer) = writer {
+        server.add_service(background_service("audit writer", writer));
+    }
     tracing::info!(
         listen = %config.server.listen,
         admin = %config.admin.listen,
@@ -87,6 +120,25 @@ pub fn serve(config: Config) -> Result<(), ServeError> {
         "portcullis is serving"
     );
     server.run_forever()
+}
+
+/// `gateway.started`: which configuration this process runs with, by file hash.
+fn started_event(config_path: &std::path::Path) -> Result<AuditRecord, ServeError> {
+    use sha2::{Digest, Sha256};
+    let sha256 = std::fs::read(config_path)
+        .map(|bytes| crate::ids::hex(&Sha256::digest(&bytes)))
+        .unwrap_or_default();
+    Ok(AuditRecord::event(
+        Kind::Security,
+        "",
+        "gateway.started",
+        &format!("pid:{}", std::process::id()),
+        serde_json::json!({
+            "config_path": config_path.display().to_string(),
+            "config_sha256": sha256,
+            "version": env!("CARGO_PKG_VERSION"),
+        }),
+    )?)
 }
 
 fn check_bindable(key: &'static str, addr: SocketAddr) -> Result<(), ServeError> {

@@ -71,19 +71,10 @@ impl KeyHasher {
             },
             None => Sha256::digest(key.as_bytes()).into(),
         };
-        hex(&digest)
+        crate::ids::hex(&digest)
     }
 }
 
-fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write;
-    bytes
-        .iter()
-        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-            let _ = write!(s, "{b:02x}");
-            s
-        })
-}
 
 pub fn display_prefix(key: &str) -> String {
     key.chars().take(KEY_PREFIX.len() + DISPLAY_CHARS).collect()
@@ -195,6 +186,7 @@ fn principal(record: &ApiKeyRecord) -> Principal {
             .clone()
             .or_else(|| record.tenant_guardrail_policy.clone()),
         key_limits: record.limits,
+        logging_policy: record.tenant_logging_policy,
         tenant_limits: record.tenant_limits,
     }
 }

@@ -26,6 +26,8 @@ pub struct Principal {
     pub key_limits: crate::limits::LimitSet,
     /// The tenant's stored limits (`tenants set-limits`); unset fields fall back to config.
     pub tenant_limits: crate::limits::LimitSet,
+    /// What the audit trail keeps of this tenant's requests; `None`: `audit.default_logging`.
+    pub logging_policy: Option<crate::audit::LoggingPolicy>,
 }
 
 impl Principal {

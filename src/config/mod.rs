@@ -2,6 +2,7 @@
 //! [`Config`]. Validation collects *every* problem with its key path, so an operator fixes a
 //! broken file in one pass instead of one error per restart.
 
+mod audit;
 mod guardrails;
 mod limits;
 mod raw;
@@ -12,6 +13,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use audit::{AuditConfig, Retention, SpoolFsync};
 pub use guardrails::{GuardrailsConfig, BUILTIN_POLICY};
 pub use limits::{Backend as LimitsBackend, LimitsConfig, OnExceed, OnRedisError, RedisSettings};
 pub use raw::RawConfig;
@@ -73,6 +75,7 @@ pub struct Config {
     pub logging: LoggingConfig,
     pub guardrails: GuardrailsConfig,
     pub limits: LimitsConfig,
+    pub audit: AuditConfig,
 }
 
 #[derive(Debug, Clone)]
@@ -256,6 +259,7 @@ impl RawConfig {
 
         let guardrails = guardrails::validate(&self.guardrails, config_dir, &mut p);
         let limits = limits::validate(&self.limits, &mut p);
+        let audit = audit::validate(&self.audit, config_dir, &mut p);
 
         if !p.0.is_empty() {
             return Err(p.0);
@@ -296,6 +300,7 @@ impl RawConfig {
             },
             guardrails,
             limits,
+            audit,
         })
     }
 

@@ -26,6 +26,8 @@ pub struct RawConfig {
     pub guardrails: RawGuardrails,
     #[serde(default)]
     pub limits: RawLimits,
+    #[serde(default)]
+    pub audit: RawAudit,
 }
 
 #[derive(Debug, Deserialize)]
@@ -234,4 +236,64 @@ pub struct RawLimitSet {
     pub rph: Option<u64>,
     pub tpm: Option<u64>,
     pub max_concurrency: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawAudit {
+    pub enabled: bool,
+    pub default_logging: String,
+    pub signing_key: Option<String>,
+    pub subject_header: Option<String>,
+    pub queue_capacity: usize,
+    pub batch_size: usize,
+    pub flush_interval_ms: u64,
+    pub retry_interval_ms: u64,
+    pub checkpoint_interval_seconds: u64,
+    pub max_content_bytes: usize,
+    pub spool_path: String,
+    pub spool_fsync: String,
+    pub retention: RawRetention,
+}
+
+impl Default for RawAudit {
+    fn default() -> Self {
+        RawAudit {
+            enabled: true,
+            default_logging: "metadata".into(),
+            signing_key: None,
+            subject_header: None,
+            queue_capacity: 20_000,
+            batch_size: 1_000,
+            flush_interval_ms: 200,
+            retry_interval_ms: 1_000,
+            checkpoint_interval_seconds: 60,
+            max_content_bytes: 64 * 1024,
+            spool_path: "portcullis-audit.spool".into(),
+            spool_fsync: "always".into(),
+            retention: RawRetention::default(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawRetention {
+    pub requests_days: Option<u64>,
+    pub events_days: Option<u64>,
+    pub content_days: Option<u64>,
+    pub purge_interval_seconds: u64,
+    pub purge_batch: u64,
+}
+
+impl Default for RawRetention {
+    fn default() -> Self {
+        RawRetention {
+            requests_days: None,
+            events_days: None,
+            content_days: None,
+            purge_interval_seconds: 3_600,
+            purge_batch: 5_000,
+        }
+    }
 }

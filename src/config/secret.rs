@@ -64,6 +64,11 @@ impl Secret {
     pub fn expose(&self) -> &str {
         &self.0
     }
+
+    #[cfg(test)]
+    pub fn from_test(value: &str) -> Secret {
+        Secret(value.to_string())
+    }
 }
 
 impl fmt::Debug for Secret {

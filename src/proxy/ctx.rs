@@ -4,6 +4,8 @@
 use std::net::IpAddr;
 use std::time::Instant;
 
+use crate::audit::content::Capture;
+use crate::audit::LoggingPolicy;
 use crate::auth::Principal;
 use crate::guard::GuardState;
 use crate::limits::usage::Usage;
@@ -22,7 +24,20 @@ pub struct RequestCtx {
     pub guard: GuardState,
     /// Set by the admit phase: what the limiter holds for this request, and what it cost.
     pub limits: LimitState,
+    /// Set once the caller is known: what the audit trail keeps of this request.
+    pub audit: AuditState,
     pub outcome: Outcome,
+}
+
+#[derive(Debug, Default)]
+pub struct AuditState {
+    /// The tenant's logging policy; `None` until authenticated.
+    pub policy: Option<LoggingPolicy>,
+    /// The data subject (OpenAI `user` field or `audit.subject_header`), hashed when recorded.
+    pub subject: Option<String>,
+    /// Prompt and answer text, kept only under the `redacted` policy and masked before the
+    /// record is made.
+    pub capture: Option<Capture>,
 }
 
 #[derive(Debug, Default)]
@@ -112,6 +127,14 @@ pub struct Outcome {
 }
 
 impl RequestCtx {
+    /// Bytes of the answer went to the client: counted, and captured for the audit record.
+    pub fn sent(&mut self, bytes: &[u8]) {
+        self.outcome.response_bytes += bytes.len();
+        if let Some(capture) = self.audit.capture.as_mut() {
+            capture.response_bytes(bytes);
+        }
+    }
+
     pub fn new() -> RequestCtx {
         RequestCtx {
             request_id: String::new(),
@@ -129,6 +152,7 @@ impl RequestCtx {
             },
             guard: GuardState::default(),
             limits: LimitState::default(),
+            audit: AuditState::default(),
             outcome: Outcome::default(),
         }
     }

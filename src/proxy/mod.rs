@@ -21,6 +21,7 @@ use pingora::{Error, ErrorType};
 pub use ctx::RequestCtx;
 pub use error::GatewayError;
 
+use crate::audit::Auditor;
 use crate::auth::{AuthError, KeyVerifier};
 use crate::config::Config;
 use crate::limits::Limiter;
@@ -32,6 +33,8 @@ pub struct Gateway {
     pub keys: KeyVerifier,
     pub metrics: Arc<Metrics>,
     pub limiter: Limiter,
+    /// `None` when `audit.enabled = false`.
+    pub auditor: Option<Arc<Auditor>>,
     pub connector: Connector,
     request_ids: RequestIds,
 }
@@ -41,8 +44,10 @@ impl Gateway {
         config: Arc<Config>,
         keys: KeyVerifier,
         metrics: Arc<Metrics>,
+        auditor: Option<Arc<Auditor>>,
     ) -> Result<Gateway, crate::ids::RandomError> {
         Ok(Gateway {
+            auditor,
             limiter: Limiter::new(&config.limits, metrics.clone()),
             config,
             keys,
@@ -183,7 +188,7 @@ impl ProxyHttp for Gateway {
                 .used_tokens(crate::logging::status_sent(session, ctx));
             ctx.limits.settled = Some(self.limiter.settle(admitted, used).await);
         }
-        crate::logging::record(&self.metrics, session, e, ctx);
+        crate::logging::record(self, session, e, ctx);
     }
 }
 

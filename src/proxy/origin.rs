@@ -104,6 +104,13 @@ pub async fn handle(
             return Err(e.into());
         }
     };
+    if gw.auditor.is_some() {
+        ctx.audit.policy = Some(
+            principal
+                .logging_policy
+                .unwrap_or(gw.config.audit.default_logging),
+        );
+    }
     ctx.principal = Some(principal);
 
     let Some(endpoint) = endpoint else {
@@ -121,6 +128,7 @@ pub async fn handle(
     } = parse_request(&body)?;
     ctx.request.stream = stream;
     ctx.request.model = Some(model.clone());
+    capture_for_audit(gw, session, ctx, endpoint, &json);
 
     // Route, then check the caller may use what it asked for.
     let route = gw
@@ -205,6 +213,40 @@ pub async fn handle(
             )
             .await
         }
+    }
+}
+
+/// What the audit record needs from the request: the data subject, and under the `redacted`
+/// policy the prompt text (masked later, in the `logging` phase).
+fn capture_for_audit(
+    gw: &Gateway,
+    session: &Session,
+    ctx: &mut RequestCtx,
+    endpoint: Endpoint,
+    json: &Value,
+) {
+    use crate::audit::LoggingPolicy;
+    let policy = match ctx.audit.policy {
+        None | Some(LoggingPolicy::None) => return,
+        Some(policy) => policy,
+    };
+    let audit = &gw.config.audit;
+    let from_header = audit.subject_header.as_ref().and_then(|name| {
+        session
+            .req_header()
+            .headers
+            .get(name.as_str())
+            .and_then(|v| v.to_str().ok())
+    });
+    ctx.audit.subject = from_header
+        .or_else(|| json.get("user").and_then(Value::as_str))
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string);
+    if policy == LoggingPolicy::Redacted {
+        let mut capture = crate::audit::content::Capture::new(audit.max_content_bytes);
+        capture.request_body(endpoint, json);
+        ctx.audit.capture = Some(capture);
     }
 }
 

@@ -31,7 +31,7 @@ pub async fn write_full(
         header.insert_header(name, value)?;
     }
     ctx.outcome.status = status;
-    ctx.outcome.response_bytes += body.len();
+    ctx.sent(&body);
     session
         .write_response_header(Box::new(header), false)
         .await?;

@@ -137,7 +137,7 @@ pub async fn forward(
                     }
                     None => (chunk, false),
                 };
-                ctx.outcome.response_bytes += chunk.len();
+                ctx.sent(&chunk);
                 if !chunk.is_empty() {
                     if let Err(e) = session.write_response_body(Some(chunk), false).await {
                         // The client left: drop the upstream connection so the provider stops
@@ -192,7 +192,7 @@ pub async fn forward(
         rest = metering::pass(gw, ctx, m, &rest, true).await.0;
     }
     if !rest.is_empty() {
-        ctx.outcome.response_bytes += rest.len();
+        ctx.sent(&rest);
         session
             .write_response_body(Some(Bytes::from(rest)), false)
             .await
@@ -616,7 +616,7 @@ pub async fn write_events(
             None => (chunk, false),
         };
         ctx.timing.first_byte.get_or_insert_with(Instant::now);
-        ctx.outcome.response_bytes += chunk.len();
+        ctx.sent(&chunk);
         if !chunk.is_empty() {
             session
                 .write_response_body(Some(chunk), false)

@@ -9,6 +9,7 @@ use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Row};
 use tokio::sync::OnceCell;
 
+use crate::audit::LoggingPolicy;
 use crate::ids;
 use crate::limits::LimitSet;
 
@@ -68,6 +69,8 @@ pub struct Tenant {
     pub guardrail_policy: Option<String>,
     /// Limits set by `tenants set-limits`; unset fields fall back to config.toml.
     pub limits: LimitSet,
+    /// What the audit trail keeps of its requests; `None`: `audit.default_logging`.
+    pub logging_policy: Option<LoggingPolicy>,
 }
 
 /// An API key as stored: never the secret, only its hash and a display prefix.
@@ -95,6 +98,9 @@ pub struct ApiKeyRecord {
     /// Its tenant's stored limits.
     #[serde(skip)]
     pub tenant_limits: LimitSet,
+    /// Its tenant's logging policy.
+    #[serde(skip)]
+    pub tenant_logging_policy: Option<LoggingPolicy>,
 }
 
 pub struct NewApiKey<'a> {
@@ -137,10 +143,10 @@ const KEY_COLUMNS: &str = "k.id, k.tenant_id, t.name AS tenant, k.name, k.prefix
      t.guardrail_policy AS tenant_guardrail_policy, \
      k.rps, k.rpm, k.rph, k.tpm, k.max_concurrency, \
      t.rps AS t_rps, t.rpm AS t_rpm, t.rph AS t_rph, t.tpm AS t_tpm, \
-     t.max_concurrency AS t_max_concurrency";
+     t.max_concurrency AS t_max_concurrency, t.logging_policy AS tenant_logging_policy";
 
 const TENANT_COLUMNS: &str =
-    "id, name, created_at, guardrail_policy, rps, rpm, rph, tpm, max_concurrency";
+    "id, name, created_at, guardrail_policy, rps, rpm, rph, tpm, max_concurrency, logging_policy";
 
 impl Store {
     pub fn new(url: &str, max_connections: u32, connect_timeout: Duration) -> Store {
@@ -166,7 +172,8 @@ impl Store {
         self.backend
     }
 
-    async fn pool(&self) -> Result<&AnyPool, StoreError> {
+    /// The connection pool, for the modules that keep their own tables (the audit trail).
+    pub(crate) async fn pool(&self) -> Result<&AnyPool, StoreError> {
         self.pool
             .get_or_try_init(|| async {
                 static DRIVERS: Once = Once::new();
@@ -219,6 +226,7 @@ impl Store {
             created_at: now_millis(),
             guardrail_policy: None,
             limits: LimitSet::default(),
+            logging_policy: None,
         };
         let result = sqlx::query("INSERT INTO tenants (id, name, created_at) VALUES ($1, $2, $3)")
             .bind(&tenant.id)
@@ -287,6 +295,20 @@ impl Store {
         self.updated_tenant(name, done.rows_affected()).await
     }
 
+    /// Sets (or with `None` clears) what the audit trail keeps of a tenant's requests.
+    pub async fn set_tenant_logging(
+        &self,
+        name: &str,
+        policy: Option<LoggingPolicy>,
+    ) -> Result<Tenant, StoreError> {
+        let done = sqlx::query("UPDATE tenants SET logging_policy = $1 WHERE name = $2")
+            .bind(policy.map(LoggingPolicy::name))
+            .bind(name)
+            .execute(self.pool().await?)
+            .await?;
+        self.updated_tenant(name, done.rows_affected()).await
+    }
+
     /// The tenant as it is after an UPDATE that touched `rows` rows (0: no such tenant).
     async fn updated_tenant(&self, name: &str, rows: u64) -> Result<Tenant, StoreError> {
         let found = match rows {
@@ -316,6 +338,7 @@ impl Store {
             tenant_guardrail_policy: tenant.guardrail_policy,
             limits: new.limits,
             tenant_limits: tenant.limits,
+            tenant_logging_policy: tenant.logging_policy,
         };
         let models = serde_json::to_string(&record.allowed_models)
             .map_err(|e| StoreError::Corrupt(e.to_string()))?;
@@ -440,7 +463,18 @@ fn tenant_from_row(row: &AnyRow) -> Result<Tenant, StoreError> {
         created_at: row.try_get("created_at")?,
         guardrail_policy: row.try_get("guardrail_policy")?,
         limits: limits_from_row(row, "")?,
+        logging_policy: logging_from_row(row, "logging_policy")?,
     })
+}
+
+fn logging_from_row(row: &AnyRow, column: &str) -> Result<Option<LoggingPolicy>, StoreError> {
+    let value: Option<String> = row.try_get(column)?;
+    value
+        .map(|v| {
+            LoggingPolicy::parse(&v)
+                .ok_or_else(|| StoreError::Corrupt(format!("tenants.logging_policy = {v:?}")))
+        })
+        .transpose()
 }
 
 /// The five limit columns, `prefix`ed (`t_` for a tenant's columns joined to a key).
@@ -483,6 +517,7 @@ fn key_from_row(row: &AnyRow) -> Result<ApiKeyRecord, StoreError> {
         tenant_guardrail_policy: row.try_get("tenant_guardrail_policy")?,
         limits: limits_from_row(row, "")?,
         tenant_limits: limits_from_row(row, "t_")?,
+        tenant_logging_policy: logging_from_row(row, "tenant_logging_policy")?,
     })
 }
 

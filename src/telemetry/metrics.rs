@@ -3,7 +3,7 @@
 //! models are the route's pattern (never a free-form client string), tenants from the store.
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
     TextEncoder,
 };
 
@@ -45,6 +45,15 @@ pub struct Metrics {
     pub ratelimit_redis_duration: HistogramVec,
     pub ratelimit_fallbacks: IntCounter,
     pub in_flight: IntGauge,
+    pub audit_queue_depth: IntGauge,
+    pub audit_batch_size: Histogram,
+    pub audit_batch_duration: Histogram,
+    pub audit_records_written: IntCounter,
+    pub audit_records_spooled: IntCounter,
+    pub audit_records_replayed: IntCounter,
+    pub audit_write_failures: IntCounterVec,
+    pub audit_spool_bytes: IntGauge,
+    pub audit_purged: IntCounterVec,
 }
 
 impl Metrics {
@@ -163,6 +172,63 @@ impl Metrics {
             "portcullis_requests_in_flight",
             "Data-plane requests currently being served.",
         )?;
+        let audit_queue_depth = IntGauge::new(
+            "portcullis_audit_queue_depth",
+            "Audit records waiting in the writer's queue.",
+        )?;
+        let audit_batch_size = Histogram::with_opts(
+            HistogramOpts::new(
+                "portcullis_audit_batch_size",
+                "Audit records per database write.",
+            )
+            .buckets(vec![1.0, 10.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2000.0, 4000.0]),
+        )?;
+        let audit_batch_duration = Histogram::with_opts(
+            HistogramOpts::new(
+                "portcullis_audit_batch_duration_seconds",
+                "Time to write one batch of audit records.",
+            )
+            .buckets(LATENCY_BUCKETS.to_vec()),
+        )?;
+        let audit_records_written = IntCounter::new(
+            "portcullis_audit_records_written_total",
+            "Audit records written to the database (replayed ones included).",
+        )?;
+        let audit_records_spooled = IntCounter::new(
+            "portcullis_audit_records_spooled_total",
+            "Audit records written to the spool file (database unreachable, queue full, shutdown).",
+        )?;
+        let audit_records_replayed = IntCounter::new(
+            "portcullis_audit_records_replayed_total",
+            "Spooled audit records replayed into the database.",
+        )?;
+        let audit_write_failures = IntCounterVec::new(
+            Opts::new(
+                "portcullis_audit_write_failures_total",
+                "Failed audit operations, by operation (write, replay, checkpoint, purge, spool).",
+            ),
+            &["op"],
+        )?;
+        let audit_spool_bytes = IntGauge::new(
+            "portcullis_audit_spool_bytes",
+            "Bytes waiting in the audit spool file.",
+        )?;
+        let audit_purged = IntCounterVec::new(
+            Opts::new(
+                "portcullis_audit_purged_total",
+                "Audit records deleted and contents removed by retention, by what.",
+            ),
+            &["what"],
+        )?;
+        registry.register(Box::new(audit_queue_depth.clone()))?;
+        registry.register(Box::new(audit_batch_size.clone()))?;
+        registry.register(Box::new(audit_batch_duration.clone()))?;
+        registry.register(Box::new(audit_records_written.clone()))?;
+        registry.register(Box::new(audit_records_spooled.clone()))?;
+        registry.register(Box::new(audit_records_replayed.clone()))?;
+        registry.register(Box::new(audit_write_failures.clone()))?;
+        registry.register(Box::new(audit_spool_bytes.clone()))?;
+        registry.register(Box::new(audit_purged.clone()))?;
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(request_duration.clone()))?;
         registry.register(Box::new(upstream_duration.clone()))?;
@@ -197,6 +263,15 @@ impl Metrics {
             ratelimit_redis_duration,
             ratelimit_fallbacks,
             in_flight,
+            audit_queue_depth,
+            audit_batch_size,
+            audit_batch_duration,
+            audit_records_written,
+            audit_records_spooled,
+            audit_records_replayed,
+            audit_write_failures,
+            audit_spool_bytes,
+            audit_purged,
         })
     }
 
@@ -256,6 +331,15 @@ mod tests {
             .with_label_values(&["admit"])
             .observe(0.0001);
         m.ratelimit_fallbacks.inc();
+        m.audit_queue_depth.set(1);
+        m.audit_batch_size.observe(10.0);
+        m.audit_batch_duration.observe(0.01);
+        m.audit_records_written.inc();
+        m.audit_records_spooled.inc();
+        m.audit_records_replayed.inc();
+        m.audit_write_failures.with_label_values(&["write"]).inc();
+        m.audit_spool_bytes.set(1);
+        m.audit_purged.with_label_values(&["records"]).inc();
         let text = String::from_utf8(m.render().unwrap()).unwrap();
         for line in text.lines().filter(|l| !l.starts_with('#')) {
             assert!(line.starts_with("portcullis_"), "{line}");

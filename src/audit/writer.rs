@@ -1,0 +1,373 @@
+//! The audit writer: a pingora background service that drains the queue into the database in
+//! batches (by size or time), spools while the database is unreachable, replays the spool
+//! when it is back, checkpoints chains, and runs retention.
+//!
+//! Order is kept: while anything is spooled, new batches are appended to the spool behind it,
+//! and the spool is replayed before anything newer is written.
+//!
+//! Nothing is lost at shutdown: on SIGTERM the writer keeps flushing through pingora's grace
+//! period; whatever it still holds when its runtime stops — queued or in a batch whose write
+//! did not finish — is spooled by [`Held`]'s `Drop`, and records submitted after that find the
+//! queue closed and are spooled by [`super::Auditor::submit`].
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use pingora::server::ShutdownWatch;
+use pingora::services::background::BackgroundService;
+use tokio::sync::mpsc;
+
+use super::sink::{self, Head};
+use super::{AuditError, AuditRecord, Signer, Spool};
+use crate::config::AuditConfig;
+use crate::store::Store;
+use crate::telemetry::metrics::Metrics;
+
+pub struct AuditWriter {
+    receiver: Mutex<Option<mpsc::Receiver<AuditRecord>>>,
+    store: Store,
+    spool: Arc<Spool>,
+    signer: Signer,
+    config: AuditConfig,
+    metrics: Arc<Metrics>,
+}
+
+/// What the writer holds that is not in the database yet; spooled if the writer is dropped.
+struct Held {
+    receiver: mpsc::Receiver<AuditRecord>,
+    batch: Vec<AuditRecord>,
+    spool: Arc<Spool>,
+    metrics: Arc<Metrics>,
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.receiver.close();
+        while let Ok(r) = self.receiver.try_recv() {
+            self.batch.push(r);
+        }
+        if self.batch.is_empty() {
+            return;
+        }
+        let n = self.batch.len();
+        match self.spool.append(&self.batch) {
+            Ok(()) => {
+                self.metrics.audit_records_spooled.inc_by(n as u64);
+                tracing::info!(records = n, spool = %self.spool.path().display(), "audit records spooled at shutdown; replayed on the next start");
+            }
+            Err(e) => {
+                tracing::error!(records = n, error = %e, "audit records lost at shutdown: the spool failed")
+            }
+        }
+    }
+}
+
+impl AuditWriter {
+    pub fn new(
+        receiver: mpsc::Receiver<AuditRecord>,
+        store: Store,
+        spool: Arc<Spool>,
+        config: AuditConfig,
+        metrics: Arc<Metrics>,
+    ) -> AuditWriter {
+        AuditWriter {
+            receiver: Mutex::new(Some(receiver)),
+            store,
+            signer: Signer::new(config.signing_key.as_ref()),
+            spool,
+            config,
+            metrics,
+        }
+    }
+
+    /// Writes one batch, or spools it; never returns it.
+    async fn write_or_spool(&self, held: &mut Held, state: &mut State) {
+        if held.batch.is_empty() {
+            return;
+        }
+        // Anything already spooled goes first.
+        if self.spool.has_records() && !self.replay(state).await {
+            self.spool_batch(held);
+            return;
+        }
+        if state.backing_off() {
+            self.spool_batch(held);
+            return;
+        }
+        let started = Instant::now();
+        match sink::append(&self.store, &held.batch, &self.signer, false).await {
+            Ok(heads) => {
+                self.observe(held.batch.len(), started, "write");
+                held.batch.clear();
+                self.checkpoint(heads, state).await;
+                state.healthy();
+            }
+            Err(e) => {
+                state.failed(&e, "write", &self.metrics);
+                self.spool_batch(held);
+            }
+        }
+    }
+
+    fn spool_batch(&self, held: &mut Held) {
+        match self.spool.append(&held.batch) {
+            Ok(()) => {
+                self.metrics
+                    .audit_records_spooled
+                    .inc_by(held.batch.len() as u64);
+                held.batch.clear();
+            }
+            Err(e) => {
+                // Keep the batch: the next round tries the database and the spool again.
+                self.metrics
+                    .audit_write_failures
+                    .with_label_values(&["spool"])
+                    .inc();
+                tracing::error!(error = %e, records = held.batch.len(), "audit spool failed; holding the batch in memory");
+            }
+        }
+    }
+
+    /// Replays the spool, oldest first, in batches; `true` once it is empty.
+    async fn replay(&self, state: &mut State) -> bool {
+        while self.spool.has_records() {
+            if state.backing_off() {
+                return false;
+            }
+            let records = match self.spool.take() {
+                Ok(r) => r,
+                Err(e) => {
+                    state.failed(&e, "replay", &self.metrics);
+                    return false;
+                }
+            };
+            for chunk in records.chunks(self.config.batch_size) {
+                let started = Instant::now();
+                match sink::append(&self.store, chunk, &self.signer, true).await {
+                    Ok(heads) => {
+                        self.observe(chunk.len(), started, "replay");
+                        self.metrics.audit_records_replayed.inc_by(chunk.len() as u64);
+                        self.checkpoint(heads, state).await;
+                    }
+                    Err(e) => {
+                        state.failed(&e, "replay", &self.metrics);
+                        return false;
+                    }
+                }
+            }
+            if let Err(e) = self.spool.done() {
+                state.failed(&e, "replay", &self.metrics);
+                return false;
+            }
+            tracing::info!(records = records.len(), "audit spool replayed into the database");
+            state.healthy();
+        }
+        self.metrics.audit_spool_bytes.set(0);
+        true
+    }
+
+    fn observe(&self, records: usize, started: Instant, _op: &str) {
+        self.metrics.audit_batch_size.observe(records as f64);
+        self.metrics
+            .audit_batch_duration
+            .observe(started.elapsed().as_secs_f64());
+        self.metrics.audit_records_written.inc_by(records as u64);
+    }
+
+    /// Signed checkpoints of chains not checkpointed for `audit.checkpoint_interval`.
+    async fn checkpoint(&self, heads: Vec<Head>, state: &mut State) {
+        let now = Instant::now();
+        let due: Vec<Head> = heads
+            .into_iter()
+            .filter(|h| {
+                state
+                    .checkpointed
+                    .get(&h.chain)
+                    .is_none_or(|t| now.duration_since(*t) >= self.config.checkpoint_interval)
+            })
+            .collect();
+        if due.is_empty() {
+            return;
+        }
+        match sink::checkpoint(&self.store, &due, &self.signer).await {
+            Ok(()) => {
+                for h in due {
+                    state.checkpointed.insert(h.chain, now);
+                }
+            }
+            // Not fatal: the next batch tries again.
+            Err(e) => state.failed(&e, "checkpoint", &self.metrics),
+        }
+    }
+
+    /// One retention pass, in bounded batches.
+    async fn purge(&self, state: &mut State) {
+        let retention = &self.config.retention;
+        let now = crate::store::now_millis();
+        let cutoff = |keep: Duration| now - keep.as_millis() as i64;
+        let mut purged = sink::Purged::default();
+        let result: Result<(), AuditError> = async {
+            if let Some(keep) = retention.content {
+                loop {
+                    let n = sink::purge_content(&self.store, cutoff(keep), retention.purge_batch)
+                        .await?;
+                    purged.contents += n;
+                    if n < retention.purge_batch {
+                        break;
+                    }
+                    tokio::task::yield_now().await;
+                }
+            }
+            for head in sink::chains(&self.store, None).await? {
+                let keep = if head.chain.ends_with(":requests") {
+                    retention.requests
+                } else {
+                    retention.events
+                };
+                let Some(keep) = keep else { continue };
+                loop {
+                    let n = sink::purge_chain_front(
+                        &self.store,
+                        &head.chain,
+                        cutoff(keep),
+                        retention.purge_batch,
+                        &self.signer,
+                    )
+                    .await?;
+                    purged.records += n;
+                    if n < retention.purge_batch {
+                        break;
+                    }
+                    tokio::task::yield_now().await;
+                }
+            }
+            Ok(())
+        }
+        .await;
+        if let Err(e) = result {
+            state.failed(&e, "purge", &self.metrics);
+        }
+        if purged != sink::Purged::default() {
+            self.metrics
+                .audit_purged
+                .with_label_values(&["records"])
+                .inc_by(purged.records);
+            self.metrics
+                .audit_purged
+                .with_label_values(&["content"])
+                .inc_by(purged.contents);
+            tracing::info!(
+                records = purged.records,
+                contents = purged.contents,
+                "audit retention purge"
+            );
+        }
+    }
+}
+
+/// The writer's view of the database's health, and when chains were last checkpointed.
+struct State {
+    retry_at: Option<Instant>,
+    retry_interval: Duration,
+    last_error_log: Option<Instant>,
+    checkpointed: HashMap<String, Instant>,
+}
+
+impl State {
+    fn backing_off(&self) -> bool {
+        self.retry_at.is_some_and(|t| Instant::now() < t)
+    }
+
+    fn healthy(&mut self) {
+        if self.retry_at.take().is_some() {
+            tracing::info!("audit database reachable again");
+        }
+    }
+
+    fn failed(&mut self, e: &AuditError, op: &'static str, metrics: &Metrics) {
+        metrics.audit_write_failures.with_label_values(&[op]).inc();
+        self.retry_at = Some(Instant::now() + self.retry_interval);
+        // Once a minute at most: an outage must not flood the log.
+        if self
+            .last_error_log
+            .is_none_or(|t| t.elapsed() >= Duration::from_secs(60))
+        {
+            self.last_error_log = Some(Instant::now());
+            tracing::error!(op, error = %e, "audit database write failed; spooling records until it is back");
+        }
+    }
+}
+
+#[async_trait]
+impl BackgroundService for AuditWriter {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        let receiver = match self.receiver.lock() {
+            Ok(mut r) => r.take(),
+            Err(_) => None,
+        };
+        let Some(receiver) = receiver else { return };
+        let mut held = Held {
+            receiver,
+            batch: Vec::with_capacity(self.config.batch_size),
+            spool: self.spool.clone(),
+            metrics: self.metrics.clone(),
+        };
+        let mut state = State {
+            retry_at: None,
+            retry_interval: self.config.retry_interval,
+            last_error_log: None,
+            checkpointed: HashMap::new(),
+        };
+        let mut purge_at = Instant::now() + Duration::from_secs(5);
+        let mut stopping = false;
+        // Records spooled by an earlier run go in first.
+        self.replay(&mut state).await;
+
+        loop {
+            // Collect a batch: wait for the first record, then up to flush_interval for more.
+            let tick = tokio::time::sleep(self.config.retry_interval.min(Duration::from_secs(1)));
+            tokio::select! {
+                n = held.receiver.recv_many(&mut held.batch, self.config.batch_size) => {
+                    if n == 0 {
+                        break; // every sender is gone
+                    }
+                }
+                _ = shutdown.changed(), if !stopping => {
+                    stopping = true;
+                }
+                _ = tick => {}
+            }
+            let deadline = Instant::now() + self.config.flush_interval;
+            while held.batch.len() < self.config.batch_size && !stopping {
+                let room = self.config.batch_size - held.batch.len();
+                match tokio::time::timeout_at(
+                    deadline.into(),
+                    held.receiver.recv_many(&mut held.batch, room),
+                )
+                .await
+                {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {}
+                }
+            }
+            self.metrics
+                .audit_queue_depth
+                .set(held.receiver.len() as i64);
+            if held.batch.is_empty() {
+                // Idle: replay what an outage spooled, once the database is back.
+                if self.spool.has_records() {
+                    self.metrics.audit_spool_bytes.set(self.spool.bytes() as i64);
+                    self.replay(&mut state).await;
+                }
+            } else {
+                self.write_or_spool(&mut held, &mut state).await;
+            }
+            if Instant::now() >= purge_at && !stopping {
+                self.purge(&mut state).await;
+                purge_at = Instant::now() + self.config.retention.purge_interval;
+            }
+        }
+    }
+}
