@@ -8,6 +8,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use serde_json::json;
 
+use crate::audit::LoggingPolicy;
 use crate::auth::KeyHasher;
 use crate::config::{Config, ConfigError};
 use crate::limits::LimitSet;
@@ -50,6 +51,9 @@ pub enum Command {
     /// Manage API keys.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Search, export, verify and erase the audit trail.
+    #[command(subcommand)]
+    Audit(AuditCommand),
     /// Scan JSONL `{"id","text"}` from stdin with the guardrails; one JSONL line of findings
     /// per input on stdout (UTF-8 byte offsets, end exclusive).
     Scan {
@@ -67,6 +71,9 @@ pub enum TenantsCommand {
         /// Guardrail policy for the tenant's requests (default: guardrails.default_policy).
         #[arg(long)]
         policy: Option<String>,
+        /// What the audit trail keeps of its requests (default: audit.default_logging).
+        #[arg(long, value_parser = parse_logging)]
+        logging: Option<LoggingPolicy>,
     },
     /// List tenants.
     List,
@@ -77,6 +84,16 @@ pub enum TenantsCommand {
         #[arg(required_unless_present = "unset")]
         policy: Option<String>,
         /// Use guardrails.default_policy again.
+        #[arg(long, conflicts_with = "policy")]
+        unset: bool,
+    },
+    /// Set what the audit trail keeps of a tenant's requests: none, metadata or redacted
+    /// (takes effect within auth.key_cache_ttl_ms).
+    SetLogging {
+        name: String,
+        #[arg(value_parser = parse_logging, required_unless_present = "unset")]
+        policy: Option<LoggingPolicy>,
+        /// Use audit.default_logging again.
         #[arg(long, conflicts_with = "policy")]
         unset: bool,
     },
@@ -158,6 +175,70 @@ pub struct KeysCreate {
     pub limits: LimitArgs,
 }
 
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Check the hash chains: exits 0 when intact, non-zero naming the first broken link.
+    Verify {
+        /// Only this tenant's chains (`*` for events of no tenant).
+        #[arg(long)]
+        tenant: Option<String>,
+    },
+    /// Write a tenant's records to stdout, oldest first.
+    Export {
+        #[arg(long)]
+        tenant: String,
+        /// From this time: 2026-11-01, 2026-11-01T09:00:00Z, Unix ms, or an age like 7d.
+        #[arg(long)]
+        since: Option<String>,
+        /// Before this time (same forms).
+        #[arg(long)]
+        until: Option<String>,
+        #[arg(long, default_value = "jsonl", value_parser = ["jsonl", "csv"])]
+        format: String,
+    },
+    /// Find records; newest filters first, oldest records first.
+    Search {
+        #[command(flatten)]
+        filter: SearchArgs,
+        /// At most this many records.
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+    },
+    /// Erase a data subject (the OpenAI `user` value or audit.subject_header): removes the
+    /// prompt and answer text of their records; the chains still verify.
+    Erase {
+        #[arg(long)]
+        subject: String,
+    },
+}
+
+#[derive(Debug, Args, Default)]
+pub struct SearchArgs {
+    #[arg(long)]
+    pub tenant: Option<String>,
+    #[arg(long)]
+    pub since: Option<String>,
+    #[arg(long)]
+    pub until: Option<String>,
+    /// A key prefix (pc_…) or cli:USER.
+    #[arg(long)]
+    pub actor: Option<String>,
+    /// request, auth.failed, key.created, key.revoked, tenant.created, …
+    #[arg(long)]
+    pub action: Option<String>,
+    /// request, admin or security.
+    #[arg(long, value_parser = ["request", "admin", "security"])]
+    pub kind: Option<String>,
+    /// HTTP status of requests.
+    #[arg(long)]
+    pub status: Option<i32>,
+}
+
+fn parse_logging(text: &str) -> Result<LoggingPolicy, String> {
+    LoggingPolicy::parse(text)
+        .ok_or_else(|| format!("{text:?} is not one of none, metadata, redacted"))
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {
     #[error(transparent)]
@@ -176,6 +257,10 @@ pub enum CliError {
     UnknownPolicy { name: String, defined: String },
     #[error("scan: {0}")]
     Scan(String),
+    #[error(transparent)]
+    Audit(#[from] crate::audit::AuditError),
+    #[error("audit.enabled is false in this config: there is no audit trail to use")]
+    AuditDisabled,
 }
 
 impl CliError {
@@ -189,6 +274,8 @@ impl CliError {
             CliError::Random(e) => e.code(),
             CliError::UnknownPolicy { .. } => "unknown_policy",
             CliError::Scan(_) => "scan_failed",
+            CliError::Audit(e) => e.code(),
+            CliError::AuditDisabled => "audit_disabled",
         }
     }
 }
@@ -267,7 +354,11 @@ fn execute(cli: Cli) -> Result<(), CliError> {
         Command::Tenants(cmd) => with_store(&config, |store| async move {
             store.migrate().await?;
             match cmd {
-                TenantsCommand::Create { name, policy } => {
+                TenantsCommand::Create {
+                    name,
+                    policy,
+                    logging,
+                } => {
                     if let Some(policy) = &policy {
                         known_policy(settings, policy)?;
                     }
@@ -275,6 +366,18 @@ fn execute(cli: Cli) -> Result<(), CliError> {
                     if policy.is_some() {
                         tenant = store.set_tenant_policy(&name, policy.as_deref()).await?;
                     }
+                    if logging.is_some() {
+                        tenant = store.set_tenant_logging(&name, logging).await?;
+                    }
+                    admin_event(
+                        &store,
+                        settings,
+                        &tenant.name,
+                        "tenant.created",
+                        json!({"tenant_id": tenant.id, "guardrail_policy": tenant.guardrail_policy,
+                               "logging_policy": tenant.logging_policy}),
+                    )
+                    .await?;
                     print(cli.json, json!(tenant), || {
                         format!("created tenant {} ({})", tenant.name, tenant.id)
                     });
@@ -284,11 +387,43 @@ fn execute(cli: Cli) -> Result<(), CliError> {
                         known_policy(settings, policy)?;
                     }
                     let tenant = store.set_tenant_policy(&name, policy.as_deref()).await?;
+                    admin_event(
+                        &store,
+                        settings,
+                        &tenant.name,
+                        "tenant.policy_changed",
+                        json!({"guardrail_policy": tenant.guardrail_policy}),
+                    )
+                    .await?;
                     print(cli.json, json!(tenant), || match &tenant.guardrail_policy {
                         Some(p) => format!("tenant {} now uses guardrail policy {p}", tenant.name),
                         None => {
                             format!("tenant {} now uses guardrails.default_policy", tenant.name)
                         }
+                    });
+                }
+                TenantsCommand::SetLogging { name, policy, .. } => {
+                    let tenant = store.set_tenant_logging(&name, policy).await?;
+                    admin_event(
+                        &store,
+                        settings,
+                        &tenant.name,
+                        "tenant.logging_changed",
+                        json!({"logging_policy": tenant.logging_policy}),
+                    )
+                    .await?;
+                    let effective = tenant
+                        .logging_policy
+                        .unwrap_or(settings.audit.default_logging);
+                    print(cli.json, json!(tenant), || match tenant.logging_policy {
+                        Some(p) => {
+                            format!("tenant {} now has logging policy {}", tenant.name, p.name())
+                        }
+                        None => format!(
+                            "tenant {} now follows audit.default_logging ({})",
+                            tenant.name,
+                            effective.name()
+                        ),
                     });
                 }
                 TenantsCommand::SetLimits {
@@ -309,6 +444,14 @@ fn execute(cli: Cli) -> Result<(), CliError> {
                         .set_tenant_limits(&name, &limits.to_set().or(&base))
                         .await?;
                     let effective = tenant.limits.or(&settings.limits.tenant_base(&tenant.name));
+                    admin_event(
+                        &store,
+                        settings,
+                        &tenant.name,
+                        "tenant.limits_changed",
+                        json!({"limits": tenant.limits}),
+                    )
+                    .await?;
                     print(
                         cli.json,
                         json!({"tenant": tenant, "effective_limits": effective}),
@@ -326,15 +469,16 @@ fn execute(cli: Cli) -> Result<(), CliError> {
                     let tenants = store.list_tenants().await?;
                     print(cli.json, json!(tenants), || {
                         let mut out = format!(
-                            "{:<24} {:<22} {:<16} {:<20} {}",
-                            "NAME", "ID", "POLICY", "CREATED", "LIMITS"
+                            "{:<24} {:<22} {:<16} {:<11} {:<24} {}",
+                            "NAME", "ID", "POLICY", "LOGGING", "CREATED", "LIMITS"
                         );
                         for t in &tenants {
                             out.push_str(&format!(
-                                "\n{:<24} {:<22} {:<16} {:<20} {}",
+                                "\n{:<24} {:<22} {:<16} {:<11} {:<24} {}",
                                 t.name,
                                 t.id,
                                 t.guardrail_policy.as_deref().unwrap_or("(default)"),
+                                t.logging_policy.map_or("(default)", LoggingPolicy::name),
                                 format_time(t.created_at),
                                 t.limits.describe()
                             ));
@@ -345,6 +489,15 @@ fn execute(cli: Cli) -> Result<(), CliError> {
             }
             Ok(())
         }),
+        Command::Audit(cmd) => {
+            if !config.audit.enabled {
+                return Err(CliError::AuditDisabled);
+            }
+            with_store(&config, |store| async move {
+                store.migrate().await?;
+                run_audit(&store, settings, cmd, cli.json).await
+            })
+        }
         Command::Keys(cmd) => {
             let hasher = KeyHasher::from_config(&config.auth);
             with_store(&config, |store| async move {
@@ -354,7 +507,7 @@ fn execute(cli: Cli) -> Result<(), CliError> {
                         if let Some(policy) = &args.policy {
                             known_policy(settings, policy)?;
                         }
-                        create_key(&store, &hasher, args, cli.json).await?
+                        create_key(&store, settings, &hasher, args, cli.json).await?
                     }
                     KeysCommand::List { tenant } => {
                         let keys = store.list_api_keys(tenant.as_deref()).await?;
@@ -362,6 +515,17 @@ fn execute(cli: Cli) -> Result<(), CliError> {
                     }
                     KeysCommand::Revoke { id } => {
                         let result = store.revoke_api_key(&id).await?;
+                        if result == Revoked::Now {
+                            let tenant = store.api_key_tenant(&id).await?;
+                            admin_event(
+                                &store,
+                                settings,
+                                &tenant,
+                                "key.revoked",
+                                json!({"key_id": id}),
+                            )
+                            .await?;
+                        }
                         let ttl = config.auth.key_cache_ttl.as_millis();
                         print(
                             cli.json,
@@ -381,8 +545,74 @@ fn execute(cli: Cli) -> Result<(), CliError> {
     }
 }
 
+async fn run_audit(
+    store: &Store,
+    config: &Config,
+    cmd: AuditCommand,
+    json_out: bool,
+) -> Result<(), CliError> {
+    use crate::audit::commands;
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    match cmd {
+        AuditCommand::Verify { tenant } => {
+            commands::verify(store, config, tenant.as_deref(), json_out, &mut out).await?;
+        }
+        AuditCommand::Export {
+            tenant,
+            since,
+            until,
+            format,
+        } => {
+            if store.tenant_by_name(&tenant).await?.is_none() && tenant != "*" {
+                return Err(StoreError::TenantNotFound(tenant).into());
+            }
+            let tenant = if tenant == "*" { String::new() } else { tenant };
+            commands::export(
+                store,
+                config,
+                &tenant,
+                since.as_deref(),
+                until.as_deref(),
+                &format,
+                &mut out,
+            )
+            .await?;
+        }
+        AuditCommand::Search { filter, limit } => {
+            let f = commands::filter(
+                filter
+                    .tenant
+                    .map(|t| if t == "*" { String::new() } else { t }),
+                filter.since.as_deref(),
+                filter.until.as_deref(),
+                filter.actor,
+                filter.action,
+                filter.kind,
+                filter.status,
+            )?;
+            commands::search(store, &f, limit, json_out, &mut out).await?;
+        }
+        AuditCommand::Erase { subject } => {
+            let (records, erased) = commands::erase(store, config, &subject).await?;
+            print(
+                json_out,
+                json!({"records": records, "contents_removed": erased}),
+                || {
+                    format!(
+                        "erased: {erased} record content(s) removed; the subject has {records} record(s) in all (metadata kept, chains intact)"
+                    )
+                },
+            );
+        }
+    }
+    std::io::Write::flush(&mut out).map_err(crate::audit::AuditError::Output)?;
+    Ok(())
+}
+
 async fn create_key(
     store: &Store,
+    config: &Config,
     hasher: &KeyHasher,
     args: KeysCreate,
     json_out: bool,
@@ -410,6 +640,16 @@ async fn create_key(
             limits: args.limits.to_set(),
         })
         .await?;
+    admin_event(
+        store,
+        config,
+        &record.tenant,
+        "key.created",
+        json!({"key_id": record.id, "prefix": record.prefix, "name": record.name,
+               "allowed_models": record.allowed_models, "expires_at": record.expires_at,
+               "guardrail_policy": record.guardrail_policy, "limits": record.limits}),
+    )
+    .await?;
     let out = json!({
         "id": record.id, "key": generated.secret, "tenant": record.tenant, "prefix": record.prefix,
         "name": record.name, "allowed_models": record.allowed_models,
@@ -467,7 +707,20 @@ fn print(json_out: bool, value: serde_json::Value, text: impl FnOnce() -> String
 }
 
 fn format_time(millis: i64) -> String {
-    format!("{}s since epoch", millis / 1000)
+    crate::audit::time::format_rfc3339(millis)
+}
+
+/// Records an administrative action on the tenant's events chain (`*:events` for none). The
+/// command has already changed the database; if the record cannot be written it fails loudly.
+async fn admin_event(
+    store: &Store,
+    config: &Config,
+    tenant: &str,
+    action: &str,
+    detail: serde_json::Value,
+) -> Result<(), CliError> {
+    crate::audit::commands::record_event(store, config, tenant, action, detail).await?;
+    Ok(())
 }
 
 /// Runs one async store operation on a small runtime, then closes the pool cleanly.

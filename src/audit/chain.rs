@@ -100,7 +100,12 @@ impl Signer {
     pub fn sign(&self, chain: &str, seq: i64, hash: &str, time: i64) -> Option<String> {
         let mut mac = self.mac()?;
         mac.update(b"portcullis-audit-head-v1");
-        for part in [chain.as_bytes(), &seq.to_be_bytes(), hash.as_bytes(), &time.to_be_bytes()] {
+        for part in [
+            chain.as_bytes(),
+            &seq.to_be_bytes(),
+            hash.as_bytes(),
+            &time.to_be_bytes(),
+        ] {
             mac.update(&(part.len() as u64).to_be_bytes());
             mac.update(part);
         }
@@ -179,7 +184,9 @@ mod tests {
         let mac = signer.sign("acme:requests", 5, "ab", 7).unwrap();
         assert!(signer.verify("acme:requests", 5, "ab", 7, &mac));
         assert!(!signer.verify("acme:requests", 4, "ab", 7, &mac));
-        assert!(Signer::new(None).sign("acme:requests", 5, "ab", 7).is_none());
+        assert!(Signer::new(None)
+            .sign("acme:requests", 5, "ab", 7)
+            .is_none());
         let other = Signer::new(Some(&Secret::from_test("another key, 32 bytes long......")));
         assert!(!other.verify("acme:requests", 5, "ab", 7, &mac));
         assert_ne!(signer.subject("alice"), Signer::new(None).subject("alice"));

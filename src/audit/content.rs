@@ -65,11 +65,7 @@ impl Capture {
 /// `{"request":[…],"response":[…]}` with every detected value masked, each side cut to
 /// `max_bytes`.
 pub fn redact(engine: &Engine, endpoint: Endpoint, capture: &Capture, max_bytes: usize) -> String {
-    let request: Vec<String> = capture
-        .request
-        .iter()
-        .map(|t| mask(engine, t))
-        .collect();
+    let request: Vec<String> = capture.request.iter().map(|t| mask(engine, t)).collect();
     let response: Vec<String> = response_texts(endpoint, &capture.response)
         .iter()
         .map(|t| mask(engine, t))
@@ -103,7 +99,8 @@ fn fit(texts: Vec<String>, max_bytes: usize, truncated: bool, engine: &Engine) -
     let count = texts.len();
     for (i, mut text) in texts.into_iter().enumerate() {
         if truncated && i + 1 == count {
-            let keep = floor_char_boundary(&text, text.len().saturating_sub(engine.max_match_len()));
+            let keep =
+                floor_char_boundary(&text, text.len().saturating_sub(engine.max_match_len()));
             text.truncate(keep);
             text.push_str("[…]");
         }
@@ -142,7 +139,9 @@ fn response_texts(endpoint: Endpoint, bytes: &[u8]) -> Vec<String> {
                 texts.push(m.to_string());
             }
         }
-        fields::response_texts(endpoint, &mut json, &mut |t: &mut String| texts.push(t.clone()));
+        fields::response_texts(endpoint, &mut json, &mut |t: &mut String| {
+            texts.push(t.clone())
+        });
         return texts;
     }
     // Streams: keyed so interleaved choices stay apart, in order of first appearance.
@@ -174,9 +173,7 @@ fn response_texts(endpoint: Endpoint, bytes: &[u8]) -> Vec<String> {
     if !rest.is_empty() {
         add("rest".into(), &String::from_utf8_lossy(&rest));
     }
-    keys.into_iter()
-        .filter_map(|k| joined.remove(&k))
-        .collect()
+    keys.into_iter().filter_map(|k| joined.remove(&k)).collect()
 }
 
 /// The text pieces of one streamed event: chat and completions chunks, Responses deltas,
@@ -212,7 +209,10 @@ fn stream_pieces(json: &Value, add: &mut dyn FnMut(String, &str)) {
     let kind = json.get("type").and_then(Value::as_str).unwrap_or("");
     if kind.ends_with(".delta") {
         if let Some(d) = json.get("delta").and_then(Value::as_str) {
-            let item = json.get("output_index").and_then(Value::as_u64).unwrap_or(0);
+            let item = json
+                .get("output_index")
+                .and_then(Value::as_u64)
+                .unwrap_or(0);
             add(format!("o{item}"), d);
         }
     }
@@ -229,7 +229,9 @@ mod tests {
         let body = serde_json::json!({"model": "m", "messages": [
             {"role": "user", "content": "mail jane.doe@example.com please"}]});
         capture.request_body(Endpoint::ChatCompletions, &body);
-        capture.response_bytes(b"data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"write to jane.d\"}}]}\n\n");
+        capture.response_bytes(
+            b"data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"write to jane.d\"}}]}\n\n",
+        );
         capture.response_bytes(b"data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"oe@example.com\"}}]}\n\ndata: [DONE]\n\n");
         let out = redact(&engine, Endpoint::ChatCompletions, &capture, 10_000);
         assert!(!out.contains("jane"), "{out}");

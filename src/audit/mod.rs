@@ -8,6 +8,7 @@
 //! [`content`] redacts prompts and answers for tenants whose policy keeps them.
 
 pub mod chain;
+pub mod commands;
 pub mod content;
 pub mod sink;
 pub mod spool;
@@ -48,6 +49,8 @@ pub enum AuditError {
     },
     #[error("{0}")]
     InvalidArgument(String),
+    #[error("cannot write the output: {0}")]
+    Output(std::io::Error),
 }
 
 impl AuditError {
@@ -59,6 +62,7 @@ impl AuditError {
             AuditError::Encode(_) => "audit_encode_failed",
             AuditError::Broken { .. } => "audit_chain_broken",
             AuditError::InvalidArgument(_) => "invalid_argument",
+            AuditError::Output(_) => "output_failed",
         }
     }
 }
@@ -228,7 +232,9 @@ impl Auditor {
     pub fn submit(&self, record: AuditRecord) {
         let record = match self.queue.try_send(record) {
             Ok(()) => return,
-            Err(mpsc::error::TrySendError::Full(r)) | Err(mpsc::error::TrySendError::Closed(r)) => r,
+            Err(mpsc::error::TrySendError::Full(r)) | Err(mpsc::error::TrySendError::Closed(r)) => {
+                r
+            }
         };
         match self.spool.append(std::slice::from_ref(&record)) {
             Ok(()) => self.metrics.audit_records_spooled.inc(),

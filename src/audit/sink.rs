@@ -469,10 +469,11 @@ pub struct Signed {
 }
 
 pub async fn signed_head(store: &Store, chain: &str) -> Result<Option<Signed>, AuditError> {
-    let row = sqlx::query("SELECT chain, seq, hash, time, mac FROM audit_chain_heads WHERE chain = $1")
-        .bind(chain)
-        .fetch_optional(store.pool().await?)
-        .await?;
+    let row =
+        sqlx::query("SELECT chain, seq, hash, time, mac FROM audit_chain_heads WHERE chain = $1")
+            .bind(chain)
+            .fetch_optional(store.pool().await?)
+            .await?;
     row.map(|r| {
         Ok(Signed {
             head: head_from_row(&r)?,

@@ -193,7 +193,10 @@ mod tests {
         spool.append(&[record("a"), record("b")]).unwrap();
         assert!(spool.has_records());
         let first = spool.take().unwrap();
-        assert_eq!(first.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(), ["a", "b"]);
+        assert_eq!(
+            first.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
+            ["a", "b"]
+        );
         spool.append(&[record("c")]).unwrap();
         // Not done yet (say the database failed again): the same records come back first.
         assert_eq!(spool.take().unwrap(), first);

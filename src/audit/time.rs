@@ -21,9 +21,7 @@ pub fn format_rfc3339(millis: i64) -> String {
 pub fn parse_time(text: &str, now: i64) -> Result<i64, String> {
     let text = text.trim();
     if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
-        return text
-            .parse()
-            .map_err(|_| format!("{text:?} is not a time"));
+        return text.parse().map_err(|_| format!("{text:?} is not a time"));
     }
     if let Ok(age) = crate::cli::parse_duration(text) {
         return Ok(now - age.as_millis() as i64);
@@ -37,7 +35,9 @@ fn parse_rfc3339(text: &str) -> Option<i64> {
     let b = text.as_bytes();
     let num = |from: usize, len: usize| -> Option<i64> {
         let part = text.get(from..from + len)?;
-        part.bytes().all(|c| c.is_ascii_digit()).then(|| part.parse().ok())?
+        part.bytes()
+            .all(|c| c.is_ascii_digit())
+            .then(|| part.parse().ok())?
     };
     if b.len() < 10 || b[4] != b'-' || b[7] != b'-' {
         return None;
@@ -60,7 +60,10 @@ fn parse_rfc3339(text: &str) -> Option<i64> {
     millis += h * 3_600_000 + min * 60_000 + s * 1000;
     let mut at = 19;
     if b.get(at) == Some(&b'.') {
-        let digits = text[at + 1..].bytes().take_while(u8::is_ascii_digit).count();
+        let digits = text[at + 1..]
+            .bytes()
+            .take_while(u8::is_ascii_digit)
+            .count();
         if digits == 0 {
             return None;
         }
@@ -116,14 +119,23 @@ mod tests {
         assert_eq!(parse_time("1970-01-02", 0).unwrap(), DAY_MS);
         let t = parse_time("2026-11-23T10:04:05.123Z", 0).unwrap();
         assert_eq!(format_rfc3339(t), "2026-11-23T10:04:05.123Z");
+        assert_eq!(parse_time("2026-11-23T12:04:05.123+02:00", 0).unwrap(), t);
         assert_eq!(
-            parse_time("2026-11-23T12:04:05.123+02:00", 0).unwrap(),
-            t
+            parse_time("2024-02-29", 0).unwrap() + DAY_MS,
+            parse_time("2024-03-01", 0).unwrap()
         );
-        assert_eq!(parse_time("2024-02-29", 0).unwrap() + DAY_MS, parse_time("2024-03-01", 0).unwrap());
         assert_eq!(parse_time("1700000000000", 0).unwrap(), 1_700_000_000_000);
-        assert_eq!(parse_time("2h", 10_000_000).unwrap(), 10_000_000 - 7_200_000);
-        for bad in ["", "2026-13-01", "2026-11-23T25:00:00Z", "yesterday", "2026-11-23T10:00:00"] {
+        assert_eq!(
+            parse_time("2h", 10_000_000).unwrap(),
+            10_000_000 - 7_200_000
+        );
+        for bad in [
+            "",
+            "2026-13-01",
+            "2026-11-23T25:00:00Z",
+            "yesterday",
+            "2026-11-23T10:00:00",
+        ] {
             assert!(parse_time(bad, 0).is_err(), "{bad}");
         }
     }

@@ -79,7 +79,9 @@ pub async fn chain(store: &Store, signer: &Signer, name: &str) -> Result<ChainRe
                     }
                     hash.clone()
                 }
-                None => start_anchor(r.seq, &checkpoints).map_err(|reason| broken(r.seq, id, reason))?,
+                None => {
+                    start_anchor(r.seq, &checkpoints).map_err(|reason| broken(r.seq, id, reason))?
+                }
             };
             if r.prev_hash != expected_prev {
                 return Err(broken(
@@ -103,7 +105,11 @@ pub async fn chain(store: &Store, signer: &Signer, name: &str) -> Result<ChainRe
                     return Err(broken(r.seq, id, "its content was modified".into()));
                 }
                 (Some(_), None, _) => {
-                    return Err(broken(r.seq, id, "it has content the chain never covered".into()));
+                    return Err(broken(
+                        r.seq,
+                        id,
+                        "it has content the chain never covered".into(),
+                    ));
                 }
                 (None, Some(_), None) => {
                     return Err(broken(
@@ -148,12 +154,18 @@ pub async fn chain(store: &Store, signer: &Signer, name: &str) -> Result<ChainRe
             return Err(broken(
                 cp.head.seq,
                 None,
-                format!("a checkpoint names seq {} but the chain ends at seq {last_seq}", cp.head.seq),
+                format!(
+                    "a checkpoint names seq {} but the chain ends at seq {last_seq}",
+                    cp.head.seq
+                ),
             ));
         }
         if cp.head.seq >= first {
             let at = sink::chain_page(store, name, cp.head.seq - 1, 1).await?;
-            if at.first().is_none_or(|r| r.seq != cp.head.seq || r.hash != cp.head.hash) {
+            if at
+                .first()
+                .is_none_or(|r| r.seq != cp.head.seq || r.hash != cp.head.hash)
+            {
                 return Err(broken(
                     cp.head.seq,
                     at.first().map(|r| r.id.as_str()),
@@ -187,7 +199,10 @@ fn check_signature(signer: &Signer, signed: &Signed, what: &str) -> Result<(), S
     let h = &signed.head;
     match (&signed.mac, signer.is_keyed()) {
         (Some(mac), true) if signer.verify(&h.chain, h.seq, &h.hash, h.time, mac) => Ok(()),
-        (Some(_), true) => Err(format!("the signature of {what} at seq {} is invalid", h.seq)),
+        (Some(_), true) => Err(format!(
+            "the signature of {what} at seq {} is invalid",
+            h.seq
+        )),
         (None, true) => Err(format!(
             "{what} at seq {} is unsigned although audit.signing_key is set",
             h.seq

@@ -148,7 +148,9 @@ impl AuditWriter {
                 match sink::append(&self.store, chunk, &self.signer, true).await {
                     Ok(heads) => {
                         self.observe(chunk.len(), started, "replay");
-                        self.metrics.audit_records_replayed.inc_by(chunk.len() as u64);
+                        self.metrics
+                            .audit_records_replayed
+                            .inc_by(chunk.len() as u64);
                         self.checkpoint(heads, state).await;
                     }
                     Err(e) => {
@@ -161,7 +163,10 @@ impl AuditWriter {
                 state.failed(&e, "replay", &self.metrics);
                 return false;
             }
-            tracing::info!(records = records.len(), "audit spool replayed into the database");
+            tracing::info!(
+                records = records.len(),
+                "audit spool replayed into the database"
+            );
             state.healthy();
         }
         self.metrics.audit_spool_bytes.set(0);
@@ -358,7 +363,9 @@ impl BackgroundService for AuditWriter {
             if held.batch.is_empty() {
                 // Idle: replay what an outage spooled, once the database is back.
                 if self.spool.has_records() {
-                    self.metrics.audit_spool_bytes.set(self.spool.bytes() as i64);
+                    self.metrics
+                        .audit_spool_bytes
+                        .set(self.spool.bytes() as i64);
                     self.replay(&mut state).await;
                 }
             } else {

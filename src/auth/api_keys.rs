@@ -75,7 +75,6 @@ impl KeyHasher {
     }
 }
 
-
 pub fn display_prefix(key: &str) -> String {
     key.chars().take(KEY_PREFIX.len() + DISPLAY_CHARS).collect()
 }

@@ -79,7 +79,10 @@ pub(super) fn validate(raw: &RawAudit, config_dir: &Path, p: &mut Problems) -> A
             );
         }
     }
-    let subject_header = raw.subject_header.as_ref().map(|h| h.trim().to_ascii_lowercase());
+    let subject_header = raw
+        .subject_header
+        .as_ref()
+        .map(|h| h.trim().to_ascii_lowercase());
     if let Some(h) = &subject_header {
         if http::HeaderName::from_bytes(h.as_bytes()).is_err() {
             p.push(
@@ -106,9 +109,17 @@ pub(super) fn validate(raw: &RawAudit, config_dir: &Path, p: &mut Problems) -> A
         v.map(|d| Duration::from_secs(p.positive(key, d).saturating_mul(DAY)))
     };
     let retention = Retention {
-        requests: days(p, "audit.retention.requests_days", raw.retention.requests_days),
+        requests: days(
+            p,
+            "audit.retention.requests_days",
+            raw.retention.requests_days,
+        ),
         events: days(p, "audit.retention.events_days", raw.retention.events_days),
-        content: days(p, "audit.retention.content_days", raw.retention.content_days),
+        content: days(
+            p,
+            "audit.retention.content_days",
+            raw.retention.content_days,
+        ),
         purge_interval: Duration::from_secs(p.positive(
             "audit.retention.purge_interval_seconds",
             raw.retention.purge_interval_seconds,

@@ -433,6 +433,22 @@ impl Store {
     }
 }
 
+impl Store {
+    /// The name of the tenant an API key belongs to.
+    pub async fn api_key_tenant(&self, id: &str) -> Result<String, StoreError> {
+        let row = sqlx::query(
+            "SELECT t.name FROM api_keys k JOIN tenants t ON t.id = k.tenant_id WHERE k.id = $1",
+        )
+        .bind(id)
+        .fetch_optional(self.pool().await?)
+        .await?;
+        match row {
+            Some(row) => Ok(row.try_get("name")?),
+            None => Err(StoreError::KeyNotFound(id.to_string())),
+        }
+    }
+}
+
 /// sqlx's SQLite driver refuses to create a missing file unless asked; the embedded default
 /// should just work, so ask for read-write-create unless the URL already chose a mode.
 fn sqlite_create_if_missing(url: &str) -> String {

@@ -3,8 +3,8 @@
 //! models are the route's pattern (never a free-form client string), tenants from the store.
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
-    TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
+    Registry, TextEncoder,
 };
 
 /// Latency buckets from 0.5 ms to 5 min: gateway overhead lives at the bottom, long
@@ -181,7 +181,9 @@ impl Metrics {
                 "portcullis_audit_batch_size",
                 "Audit records per database write.",
             )
-            .buckets(vec![1.0, 10.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2000.0, 4000.0]),
+            .buckets(vec![
+                1.0, 10.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2000.0, 4000.0,
+            ]),
         )?;
         let audit_batch_duration = Histogram::with_opts(
             HistogramOpts::new(
