@@ -547,6 +547,47 @@ pub struct Purged {
     pub contents: u64,
 }
 
+/// One retention pass at time `now`: removes content older than `retention.content`, then
+/// deletes records older than their kind's period from the front of each chain — all in
+/// batches of `retention.purge_batch`, so no statement holds locks for long.
+pub async fn purge(
+    store: &Store,
+    retention: &crate::config::Retention,
+    signer: &Signer,
+    now: i64,
+) -> Result<Purged, AuditError> {
+    let cutoff = |keep: std::time::Duration| now - keep.as_millis() as i64;
+    let batch = retention.purge_batch;
+    let mut purged = Purged::default();
+    if let Some(keep) = retention.content {
+        loop {
+            let n = purge_content(store, cutoff(keep), batch).await?;
+            purged.contents += n;
+            if n < batch {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+    }
+    for head in chains(store, None).await? {
+        let keep = if head.chain.ends_with(":requests") {
+            retention.requests
+        } else {
+            retention.events
+        };
+        let Some(keep) = keep else { continue };
+        loop {
+            let n = purge_chain_front(store, &head.chain, cutoff(keep), batch, signer).await?;
+            purged.records += n;
+            if n < batch {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+    }
+    Ok(purged)
+}
+
 /// Removes the content of at most `batch` records older than `cutoff`.
 pub async fn purge_content(store: &Store, cutoff: i64, batch: u64) -> Result<u64, AuditError> {
     let done = sqlx::query(

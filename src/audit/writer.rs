@@ -14,6 +14,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+
 use async_trait::async_trait;
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
@@ -207,67 +208,28 @@ impl AuditWriter {
         }
     }
 
-    /// One retention pass, in bounded batches.
+    /// One retention pass.
     async fn purge(&self, state: &mut State) {
-        let retention = &self.config.retention;
         let now = crate::store::now_millis();
-        let cutoff = |keep: Duration| now - keep.as_millis() as i64;
-        let mut purged = sink::Purged::default();
-        let result: Result<(), AuditError> = async {
-            if let Some(keep) = retention.content {
-                loop {
-                    let n = sink::purge_content(&self.store, cutoff(keep), retention.purge_batch)
-                        .await?;
-                    purged.contents += n;
-                    if n < retention.purge_batch {
-                        break;
-                    }
-                    tokio::task::yield_now().await;
+        match sink::purge(&self.store, &self.config.retention, &self.signer, now).await {
+            Ok(purged) => {
+                if purged != sink::Purged::default() {
+                    self.metrics
+                        .audit_purged
+                        .with_label_values(&["records"])
+                        .inc_by(purged.records);
+                    self.metrics
+                        .audit_purged
+                        .with_label_values(&["content"])
+                        .inc_by(purged.contents);
+                    tracing::info!(
+                        records = purged.records,
+                        contents = purged.contents,
+                        "audit retention purge"
+                    );
                 }
             }
-            for head in sink::chains(&self.store, None).await? {
-                let keep = if head.chain.ends_with(":requests") {
-                    retention.requests
-                } else {
-                    retention.events
-                };
-                let Some(keep) = keep else { continue };
-                loop {
-                    let n = sink::purge_chain_front(
-                        &self.store,
-                        &head.chain,
-                        cutoff(keep),
-                        retention.purge_batch,
-                        &self.signer,
-                    )
-                    .await?;
-                    purged.records += n;
-                    if n < retention.purge_batch {
-                        break;
-                    }
-                    tokio::task::yield_now().await;
-                }
-            }
-            Ok(())
-        }
-        .await;
-        if let Err(e) = result {
-            state.failed(&e, "purge", &self.metrics);
-        }
-        if purged != sink::Purged::default() {
-            self.metrics
-                .audit_purged
-                .with_label_values(&["records"])
-                .inc_by(purged.records);
-            self.metrics
-                .audit_purged
-                .with_label_values(&["content"])
-                .inc_by(purged.contents);
-            tracing::info!(
-                records = purged.records,
-                contents = purged.contents,
-                "audit retention purge"
-            );
+            Err(e) => state.failed(&e, "purge", &self.metrics),
         }
     }
 }

@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 pub const BIN: &str = env!("CARGO_BIN_EXE_portcullis");
 /// The provider secret the mock upstream should receive — and nobody else.
 pub const UPSTREAM_SECRET: &str = "sk-upstream-secret-never-leaves-the-gateway";
+/// `audit.signing_key = "env:PORTCULLIS_TEST_AUDIT_KEY"` in test configs resolves to this.
+pub const AUDIT_KEY: &str = "test-audit-signing-key-0123456789abcdef";
 
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -74,6 +76,7 @@ impl TestGateway {
             .args(["serve", "--config"])
             .arg(&self.config_path)
             .env("PORTCULLIS_TEST_UPSTREAM_KEY", UPSTREAM_SECRET)
+            .env("PORTCULLIS_TEST_AUDIT_KEY", AUDIT_KEY)
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
             .stderr(log)
@@ -122,6 +125,30 @@ impl TestGateway {
         std::fs::read_to_string(&self.log_path).unwrap_or_default()
     }
 
+    /// SIGTERM, then waits (bounded) for the process to exit: a graceful shutdown.
+    pub fn terminate(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status();
+            let start = Instant::now();
+            while start.elapsed() < Duration::from_secs(20) {
+                if matches!(child.try_wait(), Ok(Some(_))) {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("gateway did not exit within 20 s of SIGTERM");
+        }
+    }
+
+    /// Starts the gateway again with the same config (after [`TestGateway::terminate`]).
+    pub fn restart(&mut self) {
+        self.spawn();
+    }
+
     pub fn is_running(&mut self) -> bool {
         matches!(self.child.as_mut().map(|c| c.try_wait()), Some(Ok(None)))
     }
@@ -163,6 +190,7 @@ pub fn cli(config: &Path, args: &[&str]) -> Output {
         .arg("--config")
         .arg(config)
         .env("PORTCULLIS_TEST_UPSTREAM_KEY", UPSTREAM_SECRET)
+        .env("PORTCULLIS_TEST_AUDIT_KEY", AUDIT_KEY)
         .output()
         .unwrap()
 }
