@@ -18,7 +18,10 @@ use support::mock_upstream::MockUpstream;
 use support::postgres::TempDatabase;
 use tokio::net::{TcpListener, TcpStream};
 
-const CORPUS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/eval/corpus_dev.jsonl");
+const CORPUS: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../shared/eval/corpus_dev.jsonl"
+);
 
 /// Providers, routes, a guardrail policy that only *logs* (so raw values reach the provider
 /// and come back in its echo: the audit trail must mask them by itself), and `[audit]`.
@@ -70,7 +73,9 @@ fn run_ok(gw_config: &std::path::Path, args: &[&str]) -> String {
 fn search(gw: &TestGateway, tenant: &str) -> Vec<Value> {
     run_ok(
         &gw.config_path,
-        &["audit", "search", "--tenant", tenant, "--json", "--limit", "100000"],
+        &[
+            "audit", "search", "--tenant", tenant, "--json", "--limit", "100000",
+        ],
     )
     .lines()
     .map(|l| serde_json::from_str(l).unwrap())
@@ -122,10 +127,20 @@ fn pii_samples() -> Vec<Sample> {
 /// log, and whatever `database_files` / `database_dump` return.
 async fn no_raw_value_anywhere(gw: &TestGateway, database_dump: impl AsyncFnOnce() -> Vec<u8>) {
     gw.create_tenant("bank");
-    run_ok(&gw.config_path, &["tenants", "set-logging", "bank", "redacted"]);
-    let key = gw.create_key("bank", &[])["key"].as_str().unwrap().to_string();
+    run_ok(
+        &gw.config_path,
+        &["tenants", "set-logging", "bank", "redacted"],
+    );
+    let key = gw.create_key("bank", &[])["key"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let samples = pii_samples();
-    assert!(samples.len() > 200, "corpus has {} PII samples", samples.len());
+    assert!(
+        samples.len() > 200,
+        "corpus has {} PII samples",
+        samples.len()
+    );
     let client = reqwest::Client::new();
     for (i, s) in samples.iter().enumerate() {
         let body = json!({"model": "mock-scripted", "stream": i % 2 == 1, "user": format!("subject-{}", i % 7),
@@ -145,14 +160,20 @@ async fn no_raw_value_anywhere(gw: &TestGateway, database_dump: impl AsyncFnOnce
     let records = wait_for_requests(gw, "bank", samples.len());
     assert_eq!(records.len(), samples.len());
     let with_content = records.iter().filter(|r| r["content"].is_object()).count();
-    assert_eq!(with_content, samples.len(), "every record keeps its redacted content");
+    assert_eq!(
+        with_content,
+        samples.len(),
+        "every record keeps its redacted content"
+    );
     assert!(
         records
             .iter()
             .any(|r| r["content"].to_string().contains("[EMAIL]")),
         "masks are visible in the content"
     );
-    assert!(records.iter().all(|r| r["subject"].as_str().is_some_and(|s| s.len() == 64)));
+    assert!(records
+        .iter()
+        .all(|r| r["subject"].as_str().is_some_and(|s| s.len() == 64)));
 
     let mut haystacks: Vec<(String, Vec<u8>)> = vec![
         ("search".into(), serde_json::to_vec(&records).unwrap()),
@@ -191,7 +212,9 @@ async fn no_raw_value_anywhere(gw: &TestGateway, database_dump: impl AsyncFnOnce
     }
     assert!(leaks.is_empty(), "raw values leaked: {leaks:#?}");
     // The checks above looked at the right bytes: the masked text is there.
-    assert!(haystacks.iter().any(|(p, b)| p == "export csv" && contains(b, b"[EMAIL]")));
+    assert!(haystacks
+        .iter()
+        .any(|(p, b)| p == "export csv" && contains(b, b"[EMAIL]")));
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
@@ -221,7 +244,13 @@ async fn redacted_logging_keeps_no_raw_pii_on_postgres() {
         // Every row of every table, as text.
         let mut conn = sqlx::postgres::PgConnection::connect(&url).await.unwrap();
         let mut dump = Vec::new();
-        for table in ["audit_records", "audit_chain_heads", "audit_checkpoints", "tenants", "api_keys"] {
+        for table in [
+            "audit_records",
+            "audit_chain_heads",
+            "audit_checkpoints",
+            "tenants",
+            "api_keys",
+        ] {
             let rows: Vec<(String,)> = sqlx::query_as(&format!("SELECT t::text FROM {table} t"))
                 .fetch_all(&mut conn)
                 .await
@@ -262,7 +291,9 @@ impl Outage {
                 let (d, g) = (d.clone(), g.clone());
                 let born = g.load(Ordering::SeqCst);
                 tokio::spawn(async move {
-                    let Ok(mut server) = TcpStream::connect(target).await else { return };
+                    let Ok(mut server) = TcpStream::connect(target).await else {
+                        return;
+                    };
                     let relay = tokio::io::copy_bidirectional(&mut client, &mut server);
                     let cut = async {
                         while !d.load(Ordering::SeqCst) && g.load(Ordering::SeqCst) == born {
@@ -273,7 +304,11 @@ impl Outage {
                 });
             }
         });
-        Outage { addr, down, generation }
+        Outage {
+            addr,
+            down,
+            generation,
+        }
     }
 
     fn set_down(&self, down: bool) {
@@ -304,14 +339,23 @@ async fn every_record_is_stored_exactly_once_across_a_database_outage() {
         Some(&url),
     );
     gw.create_tenant("acme");
-    let key = gw.create_key("acme", &[])["key"].as_str().unwrap().to_string();
+    let key = gw.create_key("acme", &[])["key"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let client = reqwest::Client::new();
     let send = |i: usize| {
         let (client, key, url) = (client.clone(), key.clone(), gw.url("/v1/chat/completions"));
         async move {
             let body = json!({"model": "mock-scripted", "stream": i % 3 == 0,
                               "messages": [{"role": "user", "content": format!("request {i}")}]});
-            let resp = client.post(url).bearer_auth(key).json(&body).send().await.unwrap();
+            let resp = client
+                .post(url)
+                .bearer_auth(key)
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
             assert_eq!(resp.status(), 200, "request {i}");
             let id = resp.headers()["x-request-id"].to_str().unwrap().to_string();
             resp.bytes().await.unwrap();
@@ -348,14 +392,17 @@ async fn every_record_is_stored_exactly_once_across_a_database_outage() {
     assert_eq!(ids.len(), total + 1);
 
     // Every request's record, exactly once, straight from the database.
-    let mut conn = sqlx::postgres::PgConnection::connect(&db.url).await.unwrap();
+    let mut conn = sqlx::postgres::PgConnection::connect(&db.url)
+        .await
+        .unwrap();
     let start = Instant::now();
     let stored: Vec<(String,)> = loop {
-        let rows: Vec<(String,)> =
-            sqlx::query_as("SELECT id FROM audit_records WHERE tenant = 'acme' AND kind = 'request'")
-                .fetch_all(&mut conn)
-                .await
-                .unwrap();
+        let rows: Vec<(String,)> = sqlx::query_as(
+            "SELECT id FROM audit_records WHERE tenant = 'acme' AND kind = 'request'",
+        )
+        .fetch_all(&mut conn)
+        .await
+        .unwrap();
         if rows.len() >= ids.len() || start.elapsed() > Duration::from_secs(60) {
             break rows;
         }
@@ -365,9 +412,20 @@ async fn every_record_is_stored_exactly_once_across_a_database_outage() {
     assert_eq!(stored.len(), stored_ids.len(), "no record stored twice");
     assert_eq!(stored_ids, ids, "every request has its record");
 
-    let metrics = reqwest::get(gw.admin_url("/metrics")).await.unwrap().text().await.unwrap();
-    assert!(metric(&metrics, "portcullis_audit_records_spooled_total") > 0.0, "the outage spooled records");
-    assert!(metric(&metrics, "portcullis_audit_records_replayed_total") > 0.0, "and replayed them");
+    let metrics = reqwest::get(gw.admin_url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metric(&metrics, "portcullis_audit_records_spooled_total") > 0.0,
+        "the outage spooled records"
+    );
+    assert!(
+        metric(&metrics, "portcullis_audit_records_replayed_total") > 0.0,
+        "and replayed them"
+    );
     assert!(metric(&metrics, "portcullis_audit_write_failures_total") > 0.0);
     run_ok(&gw.config_path, &["audit", "verify"]);
     drop(gw);
@@ -379,18 +437,35 @@ async fn every_record_is_stored_exactly_once_across_a_database_outage() {
 async fn shutdown_drains_the_queue_and_a_restart_replays_what_was_spooled() {
     let upstream = MockUpstream::start().await;
     // A long flush interval: records are still queued when SIGTERM arrives.
-    let mut gw = TestGateway::start(&config(&upstream, "flush_interval_ms = 60000\nbatch_size = 4000"), "", "");
+    let mut gw = TestGateway::start(
+        &config(&upstream, "flush_interval_ms = 60000\nbatch_size = 4000"),
+        "",
+        "",
+    );
     gw.create_tenant("acme");
-    let key = gw.create_key("acme", &[])["key"].as_str().unwrap().to_string();
+    let key = gw.create_key("acme", &[])["key"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let client = reqwest::Client::new();
     for i in 0..50 {
         let body = json!({"model": "mock-scripted", "messages": [{"role": "user", "content": format!("r{i}")}]});
-        let resp = client.post(gw.url("/v1/chat/completions")).bearer_auth(&key).json(&body).send().await.unwrap();
+        let resp = client
+            .post(gw.url("/v1/chat/completions"))
+            .bearer_auth(&key)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(resp.status(), 200);
     }
     gw.terminate();
     // The writer was still collecting its batch: what it held went to the spool on the way out.
-    assert!(gw.log().contains("audit records spooled at shutdown"), "{}", gw.log());
+    assert!(
+        gw.log().contains("audit records spooled at shutdown"),
+        "{}",
+        gw.log()
+    );
     gw.restart();
     let records = wait_for_requests(&gw, "acme", 50);
     assert_eq!(records.len(), 50);
@@ -413,7 +488,8 @@ async fn chain_of(store: &Store, n: usize, start_time: i64) -> Vec<AuditRecord> 
             status: 200,
             subject: (i == 2).then(|| signer.subject("alice")),
             detail: json!({"model": "gpt-4o", "i": i}).to_string(),
-            content: (i == 2).then(|| json!({"request": ["hi [EMAIL]"], "response": ["ok"]}).to_string()),
+            content: (i == 2)
+                .then(|| json!({"request": ["hi [EMAIL]"], "response": ["ok"]}).to_string()),
         })
         .collect();
     // In two batches, with a checkpoint after the first, as the writer does.
@@ -481,45 +557,103 @@ async fn tampering_is_detected(database_url: &str) {
     let db = sql_pool(database_url).await;
     let (ok, out) = verify(&config);
     assert!(ok, "{out}");
-    assert!(out.contains("acme:requests") && out.contains("10 record(s)"), "{out}");
+    assert!(
+        out.contains("acme:requests") && out.contains("10 record(s)"),
+        "{out}"
+    );
 
     // UPDATE a field.
-    exec(&db, "UPDATE audit_records SET status = 500 WHERE chain = 'acme:requests' AND seq = 4").await;
+    exec(
+        &db,
+        "UPDATE audit_records SET status = 500 WHERE chain = 'acme:requests' AND seq = 4",
+    )
+    .await;
     let (ok, out) = verify(&config);
-    assert!(!ok && out.contains("seq 4") && out.contains(&records[3].id) && out.contains("modified"), "{out}");
-    exec(&db, "UPDATE audit_records SET status = 200 WHERE chain = 'acme:requests' AND seq = 4").await;
+    assert!(
+        !ok && out.contains("seq 4") && out.contains(&records[3].id) && out.contains("modified"),
+        "{out}"
+    );
+    exec(
+        &db,
+        "UPDATE audit_records SET status = 200 WHERE chain = 'acme:requests' AND seq = 4",
+    )
+    .await;
     assert!(verify(&config).0);
 
     // UPDATE the content.
     exec(&db, "UPDATE audit_records SET content = '{\"request\":[\"hi\"],\"response\":[]}' WHERE seq = 3 AND chain = 'acme:requests'").await;
     let (ok, out) = verify(&config);
-    assert!(!ok && out.contains("seq 3") && out.contains("content"), "{out}");
-    exec(&db, &format!("UPDATE audit_records SET content = '{}' WHERE seq = 3 AND chain = 'acme:requests'",
-        records[2].content.as_ref().unwrap())).await;
+    assert!(
+        !ok && out.contains("seq 3") && out.contains("content"),
+        "{out}"
+    );
+    exec(
+        &db,
+        &format!(
+            "UPDATE audit_records SET content = '{}' WHERE seq = 3 AND chain = 'acme:requests'",
+            records[2].content.as_ref().unwrap()
+        ),
+    )
+    .await;
     assert!(verify(&config).0);
 
     // DELETE a row in the middle.
     exec(&db, "CREATE TABLE saved_row AS SELECT * FROM audit_records WHERE chain = 'acme:requests' AND seq = 6").await;
-    exec(&db, "DELETE FROM audit_records WHERE chain = 'acme:requests' AND seq = 6").await;
+    exec(
+        &db,
+        "DELETE FROM audit_records WHERE chain = 'acme:requests' AND seq = 6",
+    )
+    .await;
     let (ok, out) = verify(&config);
-    assert!(!ok && out.contains("seq 6") && out.contains("missing"), "{out}");
+    assert!(
+        !ok && out.contains("seq 6") && out.contains("missing"),
+        "{out}"
+    );
     exec(&db, "INSERT INTO audit_records SELECT * FROM saved_row").await;
     exec(&db, "DROP TABLE saved_row").await;
     assert!(verify(&config).0);
 
     // Reorder: swap two records' places.
-    exec(&db, "UPDATE audit_records SET seq = -1 WHERE chain = 'acme:requests' AND seq = 7").await;
-    exec(&db, "UPDATE audit_records SET seq = 7 WHERE chain = 'acme:requests' AND seq = 8").await;
-    exec(&db, "UPDATE audit_records SET seq = 8 WHERE chain = 'acme:requests' AND seq = -1").await;
+    exec(
+        &db,
+        "UPDATE audit_records SET seq = -1 WHERE chain = 'acme:requests' AND seq = 7",
+    )
+    .await;
+    exec(
+        &db,
+        "UPDATE audit_records SET seq = 7 WHERE chain = 'acme:requests' AND seq = 8",
+    )
+    .await;
+    exec(
+        &db,
+        "UPDATE audit_records SET seq = 8 WHERE chain = 'acme:requests' AND seq = -1",
+    )
+    .await;
     let (ok, out) = verify(&config);
     assert!(!ok && out.contains("seq 7"), "{out}");
-    exec(&db, "UPDATE audit_records SET seq = -1 WHERE chain = 'acme:requests' AND seq = 7").await;
-    exec(&db, "UPDATE audit_records SET seq = 7 WHERE chain = 'acme:requests' AND seq = 8").await;
-    exec(&db, "UPDATE audit_records SET seq = 8 WHERE chain = 'acme:requests' AND seq = -1").await;
+    exec(
+        &db,
+        "UPDATE audit_records SET seq = -1 WHERE chain = 'acme:requests' AND seq = 7",
+    )
+    .await;
+    exec(
+        &db,
+        "UPDATE audit_records SET seq = 7 WHERE chain = 'acme:requests' AND seq = 8",
+    )
+    .await;
+    exec(
+        &db,
+        "UPDATE audit_records SET seq = 8 WHERE chain = 'acme:requests' AND seq = -1",
+    )
+    .await;
     assert!(verify(&config).0);
 
     // Cut the tail: the signed head still names the last record.
-    exec(&db, "DELETE FROM audit_records WHERE chain = 'acme:requests' AND seq = 10").await;
+    exec(
+        &db,
+        "DELETE FROM audit_records WHERE chain = 'acme:requests' AND seq = 10",
+    )
+    .await;
     let (ok, out) = verify(&config);
     assert!(!ok && out.contains("cut off the end"), "{out}");
     // …and re-pointing the head without the key does not help.
@@ -534,7 +668,11 @@ async fn tampering_is_detected(database_url: &str) {
 #[tokio::test]
 async fn verify_detects_tampering_on_sqlite() {
     let dir = tempfile::tempdir().unwrap();
-    tampering_is_detected(&format!("sqlite://{}", dir.path().join("audit.db").display())).await;
+    tampering_is_detected(&format!(
+        "sqlite://{}",
+        dir.path().join("audit.db").display()
+    ))
+    .await;
 }
 
 #[tokio::test]
@@ -594,9 +732,16 @@ async fn retention_and_erasure_keep_the_chain_verifiable(database_url: &str) {
     assert!(ok && out.contains("3 record(s), seq 11..13"), "{out}");
 
     // The anchor matters: without it the front of the chain is unexplained.
-    exec(&db, "DELETE FROM audit_checkpoints WHERE chain = 'acme:requests' AND seq = 10").await;
+    exec(
+        &db,
+        "DELETE FROM audit_checkpoints WHERE chain = 'acme:requests' AND seq = 10",
+    )
+    .await;
     let (ok, out) = verify(&config);
-    assert!(!ok && out.contains("seq 11") && out.contains("no checkpoint anchors"), "{out}");
+    assert!(
+        !ok && out.contains("seq 11") && out.contains("no checkpoint anchors"),
+        "{out}"
+    );
     db.close().await;
     store.close().await;
 }
@@ -622,15 +767,30 @@ async fn retention_and_erasure_keep_the_chain_verifiable_on_postgres() {
 async fn logging_policies_admin_events_and_search_filters() {
     let upstream = MockUpstream::start().await;
     let gw = TestGateway::start(&config(&upstream, ""), "", "");
-    run_ok(&gw.config_path, &["tenants", "create", "quiet", "--logging", "none"]);
+    run_ok(
+        &gw.config_path,
+        &["tenants", "create", "quiet", "--logging", "none"],
+    );
     gw.create_tenant("meta");
-    let quiet = gw.create_key("quiet", &[])["key"].as_str().unwrap().to_string();
-    let meta = gw.create_key("meta", &[])["key"].as_str().unwrap().to_string();
+    let quiet = gw.create_key("quiet", &[])["key"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let meta = gw.create_key("meta", &[])["key"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let client = reqwest::Client::new();
     for key in [&quiet, &meta, &"pc_not_a_key".to_string()] {
         let body = json!({"model": "mock-scripted", "user": "bob",
                           "messages": [{"role": "user", "content": "mail jane.doe@example.com"}]});
-        client.post(gw.url("/v1/chat/completions")).bearer_auth(key).json(&body).send().await.unwrap();
+        client
+            .post(gw.url("/v1/chat/completions"))
+            .bearer_auth(key)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
     }
     let records = wait_for_requests(&gw, "meta", 1);
     assert_eq!(records.len(), 1);
@@ -642,28 +802,71 @@ async fn logging_policies_admin_events_and_search_filters() {
     assert!(!r.to_string().contains("jane"), "{r}");
     // `none`: no request record, but its administrative events are kept.
     let quiet_records = search(&gw, "quiet");
-    assert!(quiet_records.iter().all(|r| r["kind"] == "admin"), "{quiet_records:?}");
-    assert!(quiet_records.iter().any(|r| r["action"] == "tenant.created"));
+    assert!(
+        quiet_records.iter().all(|r| r["kind"] == "admin"),
+        "{quiet_records:?}"
+    );
+    assert!(quiet_records
+        .iter()
+        .any(|r| r["action"] == "tenant.created"));
     assert!(quiet_records.iter().any(|r| r["action"] == "key.created"));
 
     // The failed authentication is a security event.
-    let out = run_ok(&gw.config_path, &["audit", "search", "--action", "auth.failed", "--json"]);
+    let out = run_ok(
+        &gw.config_path,
+        &["audit", "search", "--action", "auth.failed", "--json"],
+    );
     assert_eq!(out.lines().count(), 1, "{out}");
     // Filters combine.
-    let out = run_ok(&gw.config_path, &["audit", "search", "--tenant", "meta", "--kind", "request", "--status", "200", "--since", "1h", "--json"]);
+    let out = run_ok(
+        &gw.config_path,
+        &[
+            "audit", "search", "--tenant", "meta", "--kind", "request", "--status", "200",
+            "--since", "1h", "--json",
+        ],
+    );
     assert_eq!(out.lines().count(), 1, "{out}");
-    let out = run_ok(&gw.config_path, &["audit", "search", "--tenant", "meta", "--until", "2000-01-01", "--json"]);
+    let out = run_ok(
+        &gw.config_path,
+        &[
+            "audit",
+            "search",
+            "--tenant",
+            "meta",
+            "--until",
+            "2000-01-01",
+            "--json",
+        ],
+    );
     assert_eq!(out.lines().count(), 0, "{out}");
 
     // Switching policy is itself recorded; bad input is a clear error.
-    run_ok(&gw.config_path, &["tenants", "set-logging", "meta", "redacted"]);
-    let out = cli(&gw.config_path, &["tenants", "set-logging", "meta", "everything"]);
+    run_ok(
+        &gw.config_path,
+        &["tenants", "set-logging", "meta", "redacted"],
+    );
+    let out = cli(
+        &gw.config_path,
+        &["tenants", "set-logging", "meta", "everything"],
+    );
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("none, metadata, redacted"));
-    let out = cli(&gw.config_path, &["audit", "search", "--since", "last tuesday"]);
+    let out = cli(
+        &gw.config_path,
+        &["audit", "search", "--since", "last tuesday"],
+    );
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--since"));
-    let changes = run_ok(&gw.config_path, &["audit", "search", "--action", "tenant.logging_changed", "--json"]);
+    let changes = run_ok(
+        &gw.config_path,
+        &[
+            "audit",
+            "search",
+            "--action",
+            "tenant.logging_changed",
+            "--json",
+        ],
+    );
     assert_eq!(changes.lines().count(), 1, "{changes}");
     run_ok(&gw.config_path, &["audit", "verify"]);
 }

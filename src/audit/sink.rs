@@ -19,7 +19,7 @@ pub struct Head {
     pub time: i64,
 }
 
-/// Postgres takes at most 65,535 parameters per statement; 14 per row.
+/// Postgres takes at most 65,535 parameters per statement; 15 per row.
 const ROWS_PER_INSERT: usize = 2_000;
 
 const RECORD_COLUMNS: &str = "id, chain, seq, time, kind, tenant, action, actor, status, \
@@ -95,7 +95,7 @@ pub async fn append(
             content_hash: content_hash.as_deref(),
         }
         .hash(&head.hash);
-        rows.push(Row14 {
+        rows.push(PendingRow {
             record: r,
             chain,
             seq,
@@ -107,8 +107,15 @@ pub async fn append(
         head.time = head.time.max(r.time);
     }
 
-    for chunk in rows.chunks(ROWS_PER_INSERT) {
-        insert_rows(&mut tx, chunk).await?;
+    // SQLite: small statements with anonymous `?` parameters. It looks numbered ones up by
+    // name while compiling, which grows with the square of their count; and with no network
+    // round trip, many statements in one transaction cost nothing extra.
+    let per_insert = match store.backend() {
+        Backend::Postgres => ROWS_PER_INSERT,
+        Backend::Sqlite => 64,
+    };
+    for chunk in rows.chunks(per_insert) {
+        insert_rows(&mut tx, store.backend(), chunk).await?;
     }
     let now = crate::store::now_millis();
     for head in heads.values_mut() {
@@ -129,7 +136,7 @@ pub async fn append(
 }
 
 /// One row ready to insert.
-struct Row14<'a> {
+struct PendingRow<'a> {
     record: &'a AuditRecord,
     chain: String,
     seq: i64,
@@ -138,13 +145,17 @@ struct Row14<'a> {
     hash: String,
 }
 
-async fn insert_rows(tx: &mut Transaction<'_, Any>, rows: &[Row14<'_>]) -> Result<(), AuditError> {
+async fn insert_rows(
+    tx: &mut Transaction<'_, Any>,
+    backend: Backend,
+    rows: &[PendingRow<'_>],
+) -> Result<(), AuditError> {
     let mut sql = String::with_capacity(100 + rows.len() * 64);
     sql.push_str(
         "INSERT INTO audit_records (id, chain, seq, time, kind, tenant, action, actor, status, \
          subject, detail, content, content_hash, prev_hash, hash) VALUES ",
     );
-    // 15 columns, 14 parameters: `content_removed` is always NULL on insert (not listed).
+    // `content_removed` is always NULL on insert: not listed.
     let mut n = 0;
     for (i, _) in rows.iter().enumerate() {
         if i > 0 {
@@ -156,8 +167,13 @@ async fn insert_rows(tx: &mut Transaction<'_, Any>, rows: &[Row14<'_>]) -> Resul
                 sql.push(',');
             }
             n += 1;
-            sql.push('$');
-            sql.push_str(&n.to_string());
+            match backend {
+                Backend::Postgres => {
+                    sql.push('$');
+                    sql.push_str(&n.to_string());
+                }
+                Backend::Sqlite => sql.push('?'),
+            }
         }
         sql.push(')');
     }

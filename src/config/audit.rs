@@ -134,7 +134,7 @@ pub(super) fn validate(raw: &RawAudit, config_dir: &Path, p: &mut Problems) -> A
             );
         }
     }
-    // Postgres refuses statements with more than 65,535 parameters; a row binds 14.
+    // Postgres refuses statements with more than 65,535 parameters; a row binds 15.
     if raw.batch_size > 4_000 {
         p.push("audit.batch_size", "must be at most 4000");
     }
