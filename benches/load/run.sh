@@ -93,6 +93,16 @@ LIMITED_KEY=$("$BIN" keys create --tenant bench --policy off --rpm 1000000000 --
   --max-concurrency 100000 --json --config "$work/config.toml" \
   | python3 -c 'import json,sys; print(json.load(sys.stdin)["key"])')
 
+# The audit trail: the keys above are of tenant "bench", whose requests are recorded with the
+# default policy (metadata). The same key setup in a tenant that records nothing (audit off for
+# its requests), and in one that records redacted prompts and answers.
+"$BIN" tenants create quiet --logging none --config "$work/config.toml" >/dev/null
+QUIET_KEY=$("$BIN" keys create --tenant quiet --policy off --json --config "$work/config.toml" \
+  | python3 -c 'import json,sys; print(json.load(sys.stdin)["key"])')
+"$BIN" tenants create loud --logging redacted --config "$work/config.toml" >/dev/null
+LOUD_KEY=$("$BIN" keys create --tenant loud --policy off --json --config "$work/config.toml" \
+  | python3 -c 'import json,sys; print(json.load(sys.stdin)["key"])')
+
 taskset -c 1 "$UPSTREAM" --listen "127.0.0.1:$UP_PORT" 2>"$work/upstream.log" &
 pids+=($!)
 taskset -c 0 "$BIN" serve --config "$work/config.toml" 2>"$work/gateway.log" &
@@ -145,6 +155,14 @@ run gw-json-limits "$GW_PORT" false
 run gw-sse-limits "$GW_PORT" true
 run gw-json-redis "$GW2_PORT" false
 run gw-sse-redis "$GW2_PORT" true
+# Audit off (tenant logging "none") and redacted, guardrails off: compare with noguard
+# (audit on, "metadata").
+export PORTCULLIS_KEY=$QUIET_KEY
+run gw-json-noaudit "$GW_PORT" false
+run gw-sse-noaudit "$GW_PORT" true
+export PORTCULLIS_KEY=$LOUD_KEY
+run gw-json-redacted "$GW_PORT" false
+run gw-sse-redacted "$GW_PORT" true
 export PORTCULLIS_KEY=$ON_KEY
 # One connection: no queueing, so the latency difference is the hop itself.
 run direct-json-c1 "$UP_PORT" false 1
@@ -166,4 +184,8 @@ for kind in ("json", "sse"):
     base = rows[f"gw-{kind}-noguard"]
     print(f"limits on/off throughput ({kind}): local {rows[f'gw-{kind}-limits'] / base:.2f}, "
           f"redis {rows[f'gw-{kind}-redis'] / base:.2f}")
+for kind in ("json", "sse"):
+    off = rows[f"gw-{kind}-noaudit"]
+    print(f"audit on/off throughput ({kind}): metadata {rows[f'gw-{kind}-noguard'] / off:.2f}, "
+          f"redacted {rows[f'gw-{kind}-redacted'] / off:.2f}")
 PY

@@ -107,12 +107,11 @@ pub async fn append(
         head.time = head.time.max(r.time);
     }
 
-    // SQLite: small statements with anonymous `?` parameters. It looks numbered ones up by
-    // name while compiling, which grows with the square of their count; and with no network
-    // round trip, many statements in one transaction cost nothing extra.
+    // SQLite gets anonymous `?` parameters: it looks numbered ones up by name while
+    // compiling, which grows with the square of their count. Its limit is 32,766 per statement.
     let per_insert = match store.backend() {
         Backend::Postgres => ROWS_PER_INSERT,
-        Backend::Sqlite => 64,
+        Backend::Sqlite => 500,
     };
     for chunk in rows.chunks(per_insert) {
         insert_rows(&mut tx, store.backend(), chunk).await?;

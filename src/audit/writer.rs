@@ -292,45 +292,46 @@ impl BackgroundService for AuditWriter {
         self.replay(&mut state).await;
 
         loop {
-            // Collect a batch: wait for the first record, then up to flush_interval for more.
-            let tick = tokio::time::sleep(self.config.retry_interval.min(Duration::from_secs(1)));
+            // Wake on a timer, not per record: a wake-up for every record the request path
+            // queues would cost it a context switch each. The queue holds what arrives meanwhile.
             tokio::select! {
-                n = held.receiver.recv_many(&mut held.batch, self.config.batch_size) => {
-                    if n == 0 {
-                        break; // every sender is gone
+                _ = tokio::time::sleep(self.config.flush_interval) => {}
+                _ = shutdown.changed(), if !stopping => stopping = true,
+            }
+            // Drain the queue in batches of up to batch_size.
+            let mut closed = false;
+            loop {
+                while held.batch.len() < self.config.batch_size {
+                    match held.receiver.try_recv() {
+                        Ok(r) => held.batch.push(r),
+                        Err(mpsc::error::TryRecvError::Empty) => break,
+                        Err(mpsc::error::TryRecvError::Disconnected) => {
+                            closed = true;
+                            break;
+                        }
                     }
                 }
-                _ = shutdown.changed(), if !stopping => {
-                    stopping = true;
+                let full = held.batch.len() >= self.config.batch_size;
+                self.metrics
+                    .audit_queue_depth
+                    .set(held.receiver.len() as i64);
+                if held.batch.is_empty() {
+                    break;
                 }
-                _ = tick => {}
-            }
-            let deadline = Instant::now() + self.config.flush_interval;
-            while held.batch.len() < self.config.batch_size && !stopping {
-                let room = self.config.batch_size - held.batch.len();
-                match tokio::time::timeout_at(
-                    deadline.into(),
-                    held.receiver.recv_many(&mut held.batch, room),
-                )
-                .await
-                {
-                    Ok(0) | Err(_) => break,
-                    Ok(_) => {}
-                }
-            }
-            self.metrics
-                .audit_queue_depth
-                .set(held.receiver.len() as i64);
-            if held.batch.is_empty() {
-                // Idle: replay what an outage spooled, once the database is back.
-                if self.spool.has_records() {
-                    self.metrics
-                        .audit_spool_bytes
-                        .set(self.spool.bytes() as i64);
-                    self.replay(&mut state).await;
-                }
-            } else {
                 self.write_or_spool(&mut held, &mut state).await;
+                if !full || !held.batch.is_empty() {
+                    break;
+                }
+            }
+            if closed {
+                break; // every sender is gone
+            }
+            // Idle: replay what an outage spooled, once the database is back.
+            if held.batch.is_empty() && self.spool.has_records() {
+                self.metrics
+                    .audit_spool_bytes
+                    .set(self.spool.bytes() as i64);
+                self.replay(&mut state).await;
             }
             if Instant::now() >= purge_at && !stopping {
                 self.purge(&mut state).await;

@@ -125,11 +125,12 @@ impl TestGateway {
         std::fs::read_to_string(&self.log_path).unwrap_or_default()
     }
 
-    /// SIGTERM, then waits (bounded) for the process to exit: a graceful shutdown.
-    pub fn terminate(&mut self) {
+    /// Sends `signal` (`TERM`: graceful shutdown, `INT`: fast), then waits (bounded) for the
+    /// process to exit.
+    pub fn stop_with(&mut self, signal: &str) {
         if let Some(mut child) = self.child.take() {
             let _ = Command::new("kill")
-                .args(["-TERM", &child.id().to_string()])
+                .args([&format!("-{signal}"), &child.id().to_string()])
                 .status();
             let start = Instant::now();
             while start.elapsed() < Duration::from_secs(20) {
@@ -140,11 +141,11 @@ impl TestGateway {
             }
             let _ = child.kill();
             let _ = child.wait();
-            panic!("gateway did not exit within 20 s of SIGTERM");
+            panic!("gateway did not exit within 20 s of SIG{signal}");
         }
     }
 
-    /// Starts the gateway again with the same config (after [`TestGateway::terminate`]).
+    /// Starts the gateway again with the same config (after [`TestGateway::stop_with`]).
     pub fn restart(&mut self) {
         self.spawn();
     }
