@@ -61,18 +61,18 @@ pub async fn append(
         return Ok(Vec::new());
     }
 
-    let chains: Vec<String> = fresh
+    let named: Vec<(String, &AuditRecord)> = fresh.into_iter().map(|r| (r.chain(), r)).collect();
+    let chains: Vec<String> = named
         .iter()
-        .map(|r| r.chain())
+        .map(|(c, _)| c.clone())
         .collect::<std::collections::BTreeSet<_>>()
         .into_iter()
         .collect();
     let mut heads = lock_heads(&mut tx, store.backend(), &chains).await?;
 
     // Link every record to the one before it on its chain.
-    let mut rows = Vec::with_capacity(fresh.len());
-    for r in fresh {
-        let chain = r.chain();
+    let mut rows = Vec::with_capacity(named.len());
+    for (chain, r) in named {
         let head = heads
             .get_mut(&chain)
             .ok_or_else(|| AuditError::InvalidArgument(format!("chain {chain} not locked")))?;
@@ -179,22 +179,23 @@ async fn insert_rows(
     let mut q = sqlx::query(&sql);
     for row in rows {
         let r = row.record;
+        // Borrowed `&str`s: an owned `String` would be copied once more on the way in.
         q = q
-            .bind(&r.id)
-            .bind(&row.chain)
+            .bind(r.id.as_str())
+            .bind(row.chain.as_str())
             .bind(row.seq)
             .bind(r.time)
             .bind(r.kind.name())
-            .bind(&r.tenant)
-            .bind(&r.action)
-            .bind(&r.actor)
+            .bind(r.tenant.as_str())
+            .bind(r.action.as_str())
+            .bind(r.actor.as_str())
             .bind(i32::from(r.status))
-            .bind(&r.subject)
-            .bind(&r.detail)
-            .bind(&r.content)
-            .bind(&row.content_hash)
-            .bind(&row.prev_hash)
-            .bind(&row.hash);
+            .bind(r.subject.as_deref())
+            .bind(r.detail.as_str())
+            .bind(r.content.as_deref())
+            .bind(row.content_hash.as_deref())
+            .bind(row.prev_hash.as_str())
+            .bind(row.hash.as_str());
     }
     q.execute(&mut **tx).await?;
     Ok(())
