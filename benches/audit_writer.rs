@@ -82,7 +82,7 @@ fn run(label: &str, database_url: &str, n: usize, tenants: usize) -> f64 {
     ));
     // A queue that holds everything: the bench measures the database path, not the spool.
     let (auditor, receiver) = Auditor::new(n, spool, Signer::default(), metrics.clone());
-    let writer = Arc::new(AuditWriter::new(
+    let (writer, _leftovers) = AuditWriter::new(
         receiver,
         store,
         Arc::new(Spool::new(
@@ -91,7 +91,8 @@ fn run(label: &str, database_url: &str, n: usize, tenants: usize) -> f64 {
         )),
         config.audit.clone(),
         metrics.clone(),
-    ));
+    );
+    let writer = Arc::new(writer);
     let records = records(n, tenants);
     let (_stop, shutdown) = tokio::sync::watch::channel(false);
     let w = writer.clone();

@@ -6,7 +6,7 @@ use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 
 use pingora::server::configuration::ServerConf;
-use pingora::server::Server;
+use pingora::server::{RunArgs, Server};
 use pingora::services::listening::Service;
 
 use pingora::services::background::background_service;
@@ -50,7 +50,7 @@ impl ServeError {
     }
 }
 
-/// Runs until SIGINT/SIGTERM; returns only on a start-up error. `config_path` is recorded
+/// Runs until SIGINT/SIGTERM. `config_path` is recorded
 /// (with the file's SHA-256) in the audit trail's `gateway.started` event.
 pub fn serve(config: Config, config_path: &std::path::Path) -> Result<(), ServeError> {
     // Fail with the config key in the message, rather than a panic deep inside pingora.
@@ -64,7 +64,7 @@ pub fn serve(config: Config, config_path: &std::path::Path) -> Result<(), ServeE
     let metrics = Arc::new(Metrics::new()?);
     let keys = KeyVerifier::new(&config.auth, store.clone());
     // The audit trail: the request path's handle, and the writer that owns the queue's end.
-    let (auditor, writer) = if config.audit.enabled {
+    let (auditor, writer, leftovers) = if config.audit.enabled {
         let audit = &config.audit;
         let spool = Arc::new(Spool::new(&audit.spool_path, audit.spool_fsync));
         let (auditor, receiver) = Auditor::new(
@@ -73,7 +73,7 @@ pub fn serve(config: Config, config_path: &std::path::Path) -> Result<(), ServeE
             Signer::new(audit.signing_key.as_ref()),
             metrics.clone(),
         );
-        let writer = AuditWriter::new(
+        let (writer, leftovers) = AuditWriter::new(
             receiver,
             Store::from_config(&config.database),
             spool,
@@ -84,9 +84,9 @@ pub fn serve(config: Config, config_path: &std::path::Path) -> Result<(), ServeE
             tracing::warn!("audit.signing_key is not set: chain heads and checkpoints are unsigned, so cutting records off the end of a chain is not detectable");
         }
         auditor.submit(started_event(config_path)?);
-        (Some(Arc::new(auditor)), Some(writer))
+        (Some(Arc::new(auditor)), Some(writer), Some(leftovers))
     } else {
-        (None, None)
+        (None, None, None)
     };
     let gateway = Gateway::new(config.clone(), keys, metrics.clone(), auditor)?;
     // The tokenizer tables take tens of milliseconds to load: not on a client's request.
@@ -119,7 +119,13 @@ pub fn serve(config: Config, config_path: &std::path::Path) -> Result<(), ServeE
         threads = config.server.threads,
         "portcullis is serving"
     );
-    server.run_forever()
+    server.run(RunArgs::default());
+    // Every runtime has stopped (or, after SIGINT, was not waited for): what the audit writer
+    // had not written yet goes to the spool before the process exits.
+    if let Some(leftovers) = leftovers {
+        leftovers.spool();
+    }
+    Ok(())
 }
 
 /// `gateway.started`: which configuration this process runs with, by file hash.

@@ -481,18 +481,13 @@ async fn chain_of(store: &Store, n: usize, start_time: i64) -> Vec<AuditRecord> 
     store.migrate().await.unwrap();
     let signer = Signer::new(Some(&secret()));
     let records: Vec<AuditRecord> = (0..n)
-        .map(|i| AuditRecord {
-            id: format!("req_test{i:04}"),
-            time: start_time + i as i64 * 1000,
-            kind: Kind::Request,
-            tenant: "acme".into(),
-            action: "request".into(),
-            actor: "pc_test".into(),
-            status: 200,
-            subject: (i == 2).then(|| signer.subject("alice")),
-            detail: json!({"model": "gpt-4o", "i": i}).to_string(),
-            content: (i == 2)
-                .then(|| json!({"request": ["hi [EMAIL]"], "response": ["ok"]}).to_string()),
+        .map(|i| {
+            request_record(
+                &format!("req_test{i:04}"),
+                start_time + i as i64 * 1000,
+                (i == 2).then(|| signer.subject("alice")),
+                (i == 2).then(|| json!({"request": ["hi [EMAIL]"], "response": ["ok"]})),
+            )
         })
         .collect();
     // In two batches, with a checkpoint after the first, as the writer does.
@@ -504,6 +499,27 @@ async fn chain_of(store: &Store, n: usize, start_time: i64) -> Vec<AuditRecord> 
 }
 
 /// The signing key the CLI resolves from `env:PORTCULLIS_TEST_AUDIT_KEY`, for in-process use.
+/// A request record of tenant `acme`, as the gateway makes them.
+fn request_record(
+    id: &str,
+    time: i64,
+    subject: Option<String>,
+    content: Option<Value>,
+) -> AuditRecord {
+    AuditRecord {
+        id: id.to_string(),
+        time,
+        kind: Kind::Request,
+        tenant: "acme".into(),
+        action: "request".into(),
+        actor: "pc_test".into(),
+        status: 200,
+        subject,
+        detail: json!({"model": "gpt-4o", "id": id}).to_string(),
+        content: content.map(|c| c.to_string()),
+    }
+}
+
 fn secret() -> portcullis::config::Secret {
     // Every test sets the same constant value.
     std::env::set_var("PORTCULLIS_TEST_AUDIT_KEY", AUDIT_KEY);
@@ -698,17 +714,13 @@ async fn retention_and_erasure_keep_the_chain_verifiable(database_url: &str) {
     let db = sql_pool(database_url).await;
     let signer = Signer::new(Some(&secret()));
     let recent: Vec<AuditRecord> = (0..3)
-        .map(|i| AuditRecord {
-            id: format!("req_recent{i}"),
-            time: now - 1000 + i,
-            kind: Kind::Request,
-            tenant: "acme".into(),
-            action: "request".into(),
-            actor: "pc_test".into(),
-            status: 200,
-            subject: Some(signer.subject("alice")),
-            detail: "{}".into(),
-            content: Some(json!({"request": ["recent"], "response": []}).to_string()),
+        .map(|i| {
+            request_record(
+                &format!("req_recent{i}"),
+                now - 1000 + i,
+                Some(signer.subject("alice")),
+                Some(json!({"request": ["recent"], "response": []})),
+            )
         })
         .collect();
     sink::append(&store, &recent, &signer, false).await.unwrap();

@@ -168,7 +168,7 @@ pub async fn search(
     .await
 }
 
-/// Parses the time filters of `audit search`.
+/// The filters of `audit search` and `audit export`, times parsed.
 pub fn filter(
     tenant: Option<String>,
     since: Option<&str>,

@@ -282,21 +282,21 @@ fn placeholders(from: usize, count: usize) -> String {
         .join(",")
 }
 
+const INSERT_CHECKPOINT: &str = "INSERT INTO audit_checkpoints (chain, seq, hash, time, mac) \
+     VALUES ($1, $2, $3, $4, $5) ON CONFLICT (chain, seq) DO NOTHING";
+
 /// Records signed snapshots of these heads; they outlive purges of the records they name.
 pub async fn checkpoint(store: &Store, heads: &[Head], signer: &Signer) -> Result<(), AuditError> {
     let pool = store.pool().await?;
     for h in heads {
-        sqlx::query(
-            "INSERT INTO audit_checkpoints (chain, seq, hash, time, mac) VALUES ($1, $2, $3, $4, $5) \
-             ON CONFLICT (chain, seq) DO NOTHING",
-        )
-        .bind(&h.chain)
-        .bind(h.seq)
-        .bind(&h.hash)
-        .bind(h.time)
-        .bind(signer.sign(&h.chain, h.seq, &h.hash, h.time))
-        .execute(pool)
-        .await?;
+        sqlx::query(INSERT_CHECKPOINT)
+            .bind(&h.chain)
+            .bind(h.seq)
+            .bind(&h.hash)
+            .bind(h.time)
+            .bind(signer.sign(&h.chain, h.seq, &h.hash, h.time))
+            .execute(pool)
+            .await?;
     }
     Ok(())
 }
@@ -649,17 +649,14 @@ pub async fn purge_chain_front(
     };
     let now = crate::store::now_millis();
     let mut tx = pool.begin().await?;
-    sqlx::query(
-        "INSERT INTO audit_checkpoints (chain, seq, hash, time, mac) VALUES ($1, $2, $3, $4, $5) \
-         ON CONFLICT (chain, seq) DO NOTHING",
-    )
-    .bind(chain)
-    .bind(seq)
-    .bind(&hash)
-    .bind(now)
-    .bind(signer.sign(chain, seq, &hash, now))
-    .execute(&mut *tx)
-    .await?;
+    sqlx::query(INSERT_CHECKPOINT)
+        .bind(chain)
+        .bind(seq)
+        .bind(&hash)
+        .bind(now)
+        .bind(signer.sign(chain, seq, &hash, now))
+        .execute(&mut *tx)
+        .await?;
     let done = sqlx::query("DELETE FROM audit_records WHERE chain = $1 AND seq <= $2")
         .bind(chain)
         .bind(seq)

@@ -6,18 +6,19 @@
 //! and the spool is replayed before anything newer is written.
 //!
 //! Nothing is lost at shutdown: on SIGTERM the writer keeps flushing through pingora's grace
-//! period; whatever it still holds when its runtime stops — queued or in a batch whose write
-//! did not finish — is spooled by [`Held`]'s `Drop`, and records submitted after that find the
-//! queue closed and are spooled by [`super::Auditor::submit`].
+//! period. Once the server has stopped (pingora may stop the writer mid-write, or — on SIGINT —
+//! not wait for it at all), `serve` calls [`Leftovers::spool`]: whatever the writer still holds,
+//! queued or in a batch whose write did not finish, goes to the spool, and records submitted
+//! after that find the queue closed and are spooled by [`super::Auditor::submit`].
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Mutex};
 
 use super::sink::{self, Head};
 use super::{AuditError, AuditRecord, Signer, Spool};
@@ -26,7 +27,7 @@ use crate::store::Store;
 use crate::telemetry::metrics::Metrics;
 
 pub struct AuditWriter {
-    receiver: Mutex<Option<mpsc::Receiver<AuditRecord>>>,
+    held: Arc<Mutex<Held>>,
     store: Store,
     spool: Arc<Spool>,
     signer: Signer,
@@ -34,31 +35,57 @@ pub struct AuditWriter {
     metrics: Arc<Metrics>,
 }
 
-/// What the writer holds that is not in the database yet; spooled if the writer is dropped.
+/// What the writer holds that is not in the database yet: the queue's receiving end and the
+/// batch being written. Shared with [`Leftovers`], which spools it when the server stops.
 struct Held {
     receiver: mpsc::Receiver<AuditRecord>,
     batch: Vec<AuditRecord>,
+}
+
+/// The writer's unwritten records, for the end of `serve`.
+pub struct Leftovers {
+    held: Arc<Mutex<Held>>,
     spool: Arc<Spool>,
     metrics: Arc<Metrics>,
 }
 
-impl Drop for Held {
-    fn drop(&mut self) {
-        self.receiver.close();
-        while let Ok(r) = self.receiver.try_recv() {
-            self.batch.push(r);
+impl Leftovers {
+    /// Closes the queue and spools everything still in it or in an unfinished batch (a batch
+    /// that did commit is skipped by id at replay). Call once the server has stopped. Waits
+    /// at most 10 s for a write still under way on a runtime pingora did not wait for.
+    pub fn spool(&self) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut held = loop {
+            match self.held.try_lock() {
+                Ok(held) => break held,
+                Err(_) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(10))
+                }
+                Err(_) => {
+                    tracing::error!(
+                        "audit writer still busy at exit; its current batch is not spooled"
+                    );
+                    return;
+                }
+            }
+        };
+        held.receiver.close();
+        let mut records = std::mem::take(&mut held.batch);
+        while let Ok(r) = held.receiver.try_recv() {
+            records.push(r);
         }
-        if self.batch.is_empty() {
+        if records.is_empty() {
             return;
         }
-        let n = self.batch.len();
-        match self.spool.append(&self.batch) {
+        match self.spool.append(&records) {
             Ok(()) => {
-                self.metrics.audit_records_spooled.inc_by(n as u64);
-                tracing::info!(records = n, spool = %self.spool.path().display(), "audit records spooled at shutdown; replayed on the next start");
+                self.metrics
+                    .audit_records_spooled
+                    .inc_by(records.len() as u64);
+                tracing::info!(records = records.len(), spool = %self.spool.path().display(), "audit records spooled at shutdown; replayed on the next start");
             }
             Err(e) => {
-                tracing::error!(records = n, error = %e, "audit records lost at shutdown: the spool failed")
+                tracing::error!(records = records.len(), error = %e, "audit records lost at shutdown: the spool failed")
             }
         }
     }
@@ -71,15 +98,25 @@ impl AuditWriter {
         spool: Arc<Spool>,
         config: AuditConfig,
         metrics: Arc<Metrics>,
-    ) -> AuditWriter {
-        AuditWriter {
-            receiver: Mutex::new(Some(receiver)),
+    ) -> (AuditWriter, Leftovers) {
+        let held = Arc::new(Mutex::new(Held {
+            receiver,
+            batch: Vec::with_capacity(config.batch_size),
+        }));
+        let leftovers = Leftovers {
+            held: held.clone(),
+            spool: spool.clone(),
+            metrics: metrics.clone(),
+        };
+        let writer = AuditWriter {
+            held,
             store,
             signer: Signer::new(config.signing_key.as_ref()),
             spool,
             config,
             metrics,
-        }
+        };
+        (writer, leftovers)
     }
 
     /// Writes one batch, or spools it; never returns it.
@@ -99,7 +136,7 @@ impl AuditWriter {
         let started = Instant::now();
         match sink::append(&self.store, &held.batch, &self.signer, false).await {
             Ok(heads) => {
-                self.observe(held.batch.len(), started, "write");
+                self.observe(held.batch.len(), started);
                 held.batch.clear();
                 self.checkpoint(heads, state).await;
                 state.healthy();
@@ -147,7 +184,7 @@ impl AuditWriter {
                 let started = Instant::now();
                 match sink::append(&self.store, chunk, &self.signer, true).await {
                     Ok(heads) => {
-                        self.observe(chunk.len(), started, "replay");
+                        self.observe(chunk.len(), started);
                         self.metrics
                             .audit_records_replayed
                             .inc_by(chunk.len() as u64);
@@ -173,7 +210,7 @@ impl AuditWriter {
         true
     }
 
-    fn observe(&self, records: usize, started: Instant, _op: &str) {
+    fn observe(&self, records: usize, started: Instant) {
         self.metrics.audit_batch_size.observe(records as f64);
         self.metrics
             .audit_batch_duration
@@ -269,17 +306,6 @@ impl State {
 #[async_trait]
 impl BackgroundService for AuditWriter {
     async fn start(&self, mut shutdown: ShutdownWatch) {
-        let receiver = match self.receiver.lock() {
-            Ok(mut r) => r.take(),
-            Err(_) => None,
-        };
-        let Some(receiver) = receiver else { return };
-        let mut held = Held {
-            receiver,
-            batch: Vec::with_capacity(self.config.batch_size),
-            spool: self.spool.clone(),
-            metrics: self.metrics.clone(),
-        };
         let mut state = State {
             retry_at: None,
             retry_interval: self.config.retry_interval,
@@ -300,6 +326,7 @@ impl BackgroundService for AuditWriter {
             }
             // Drain the queue in batches of up to batch_size.
             let mut closed = false;
+            let mut held = self.held.lock().await;
             loop {
                 while held.batch.len() < self.config.batch_size {
                     match held.receiver.try_recv() {
@@ -326,8 +353,10 @@ impl BackgroundService for AuditWriter {
             if closed {
                 break; // every sender is gone
             }
+            let idle = held.batch.is_empty();
+            drop(held);
             // Idle: replay what an outage spooled, once the database is back.
-            if held.batch.is_empty() && self.spool.has_records() {
+            if idle && self.spool.has_records() {
                 self.metrics
                     .audit_spool_bytes
                     .set(self.spool.bytes() as i64);
