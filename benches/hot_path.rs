@@ -1,5 +1,5 @@
-//! Criterion benches for the data plane's per-request work: API key verification with a warm
-//! cache, request parsing + routing, and the rate limiter's decision (admit + settle) per
+//! Criterion benches for the data plane's per-request work: API key and HS256 JWT verification
+//! with warm caches, request parsing + routing, and the rate limiter's decision (admit + settle) per
 //! request, locally and on the Redis at 127.0.0.1:6379 (PORTCULLIS_BENCH_REDIS_URL).
 //!
 //!     cargo bench --bench hot_path
@@ -15,7 +15,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use portcullis::auth::{KeyHasher, KeyVerifier};
+use portcullis::auth::{JwtVerifier, KeyHasher, KeyVerifier};
 use portcullis::config::Config;
 use portcullis::limits::{tokens, Demand, LimitSet, Limiter};
 use portcullis::providers::Endpoint;
@@ -24,8 +24,12 @@ use portcullis::store::{NewApiKey, Store};
 use portcullis::telemetry::metrics::Metrics;
 
 fn config(db_url: &str) -> Config {
+    config_with(db_url, "")
+}
+
+fn config_with(db_url: &str, extra: &str) -> Config {
     let text = format!(
-        "[database]\nurl = \"{db_url}\"\n[[providers]]\nname = \"demo\"\nkind = \"mock\"\n\
+        "{extra}\n[database]\nurl = \"{db_url}\"\n[[providers]]\nname = \"demo\"\nkind = \"mock\"\n\
          [[routes]]\nmodel = \"gpt-4o\"\nprovider = \"demo\"\n[[routes]]\nmodel = \"claude-*\"\nprovider = \"demo\"\n\
          [[routes]]\nmodel = \"*\"\nprovider = \"demo\"\n"
     );
@@ -50,7 +54,13 @@ fn chat_body() -> Vec<u8> {
 fn key_verification(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("bench.db").display());
-    let config = config(&url);
+    // HS256 JWTs beside the keys; the secret is read from a file, as in production.
+    let secret = dir.path().join("jwt-secret");
+    std::fs::write(&secret, "bench-only-hs256-secret-of-32-bytes-or-more").unwrap();
+    let config = config_with(
+        &url,
+        &format!("[auth.jwt]\nhs256_secret = \"file:{}\"\n", secret.display()),
+    );
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -75,8 +85,22 @@ fn key_verification(c: &mut Criterion) {
             .await
             .unwrap();
     });
-    let verifier = KeyVerifier::new(&config.auth, store);
+    let verifier = KeyVerifier::new(&config.auth, store.clone());
     runtime.block_on(verifier.verify(&key.secret)).unwrap(); // warm the cache
+    let jwt_config = config.auth.jwt.as_ref().unwrap();
+    let jwt = JwtVerifier::new(jwt_config, store, config.auth.key_cache_ttl).unwrap();
+    let exp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 3600;
+    let token = jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &serde_json::json!({"sub": "bench-user", "tenant": "bench", "exp": exp}),
+        &jsonwebtoken::EncodingKey::from_secret(b"bench-only-hs256-secret-of-32-bytes-or-more"),
+    )
+    .unwrap();
+    runtime.block_on(jwt.verify(&token)).unwrap(); // warm the tenant cache
 
     let mut group = c.benchmark_group("auth");
     group.bench_function("verify_api_key_warm_cache", |b| {
@@ -85,6 +109,9 @@ fn key_verification(c: &mut Criterion) {
                 .block_on(verifier.verify(black_box(&key.secret)))
                 .unwrap()
         })
+    });
+    group.bench_function("verify_jwt_hs256_warm_cache", |b| {
+        b.iter(|| runtime.block_on(jwt.verify(black_box(&token))).unwrap())
     });
     group.bench_function("hash_api_key_sha256", |b| {
         b.iter(|| hasher.hash(black_box(&key.secret)))
@@ -120,6 +147,8 @@ fn principal(limits: LimitSet) -> portcullis::auth::Principal {
         key_limits: limits,
         tenant_limits: limits,
         logging_policy: None,
+        role: None,
+        scopes: Arc::from(Vec::new()),
     }
 }
 

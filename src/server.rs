@@ -14,7 +14,7 @@ use pingora::services::background::background_service;
 use crate::admin::AdminApp;
 use crate::audit::writer::AuditWriter;
 use crate::audit::{AuditRecord, Auditor, Kind, Signer, Spool};
-use crate::auth::KeyVerifier;
+use crate::auth::{Authenticator, JwtVerifier, KeyVerifier};
 use crate::config::Config;
 use crate::proxy::Gateway;
 use crate::store::{Store, StoreError};
@@ -36,6 +36,8 @@ pub enum ServeError {
     Metrics(#[from] MetricsError),
     #[error(transparent)]
     Random(#[from] crate::ids::RandomError),
+    #[error(transparent)]
+    Auth(#[from] crate::auth::AuthError),
 }
 
 impl ServeError {
@@ -46,6 +48,7 @@ impl ServeError {
             ServeError::Store(e) => e.code(),
             ServeError::Metrics(e) => e.code(),
             ServeError::Random(e) => e.code(),
+            ServeError::Auth(e) => e.code(),
         }
     }
 }
@@ -62,7 +65,17 @@ pub fn serve(config: Config, config_path: &std::path::Path) -> Result<(), ServeE
     let config = Arc::new(config);
     let store = Arc::new(Store::from_config(&config.database));
     let metrics = Arc::new(Metrics::new()?);
-    let keys = KeyVerifier::new(&config.auth, store.clone());
+    let auth = Authenticator {
+        keys: KeyVerifier::new(&config.auth, store.clone()),
+        jwt: match &config.auth.jwt {
+            Some(jwt) => Some(JwtVerifier::new(
+                jwt,
+                store.clone(),
+                config.auth.key_cache_ttl,
+            )?),
+            None => None,
+        },
+    };
     // The audit trail: the request path's handle, and the writer that owns the queue's end.
     let (auditor, writer, leftovers) = if config.audit.enabled {
         let audit = &config.audit;
@@ -88,7 +101,7 @@ pub fn serve(config: Config, config_path: &std::path::Path) -> Result<(), ServeE
     } else {
         (None, None, None)
     };
-    let gateway = Gateway::new(config.clone(), keys, metrics.clone(), auditor)?;
+    let gateway = Gateway::new(config.clone(), auth, metrics.clone(), auditor)?;
     // The tokenizer tables take tens of milliseconds to load: not on a client's request.
     std::thread::spawn(crate::limits::tokens::warm_up);
 

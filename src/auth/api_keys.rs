@@ -187,6 +187,8 @@ fn principal(record: &ApiKeyRecord) -> Principal {
         key_limits: record.limits,
         logging_policy: record.tenant_logging_policy,
         tenant_limits: record.tenant_limits,
+        role: None,
+        scopes: Arc::from(Vec::new()),
     }
 }
 

@@ -1,20 +1,25 @@
-//! Authenticate phase: who is calling. Today: Portcullis API keys (`pc_…`), presented as
-//! `Authorization: Bearer <key>` or `x-api-key: <key>`. The result is a [`Principal`] that
-//! later phases (limits, guardrails, audit) read from the request context.
+//! Authenticate phase: who is calling. Portcullis API keys (`pc_…`), presented as
+//! `Authorization: Bearer <key>` or `x-api-key: <key>`, or JWTs (`[auth.jwt]`) as
+//! `Authorization: Bearer <token>`. The result is a [`Principal`] that later phases (limits,
+//! guardrails, audit) read from the request context.
 
 pub mod api_keys;
+pub mod jwt;
 
 use std::sync::Arc;
 
 pub use api_keys::{GeneratedKey, KeyHasher, KeyVerifier};
+pub use jwt::JwtVerifier;
 
 use crate::routing::ModelPattern;
 
 /// The authenticated caller.
 #[derive(Debug, Clone)]
 pub struct Principal {
+    /// The API key's id, or for a JWT `jwt_` + a hash of its issuer and subject.
     pub key_id: String,
-    /// Display prefix (`pc_AbCdEfGh`): safe to log, identifies the key to its owner.
+    /// Display prefix (`pc_AbCdEfGh`, or the `jwt_…` id): safe to log, identifies the caller
+    /// to its owner.
     pub key_prefix: String,
     pub tenant_id: String,
     pub tenant: String,
@@ -28,6 +33,10 @@ pub struct Principal {
     pub tenant_limits: crate::limits::LimitSet,
     /// What the audit trail keeps of this tenant's requests; `None`: `audit.default_logging`.
     pub logging_policy: Option<crate::audit::LoggingPolicy>,
+    /// From a JWT's role claim; API keys have none.
+    pub role: Option<String>,
+    /// From a JWT's scopes claim; API keys have none.
+    pub scopes: Arc<[String]>,
 }
 
 impl Principal {
@@ -54,6 +63,12 @@ pub enum AuthError {
     ModelNotAllowed { prefix: String, model: String },
     #[error("Cannot verify API keys right now: the key store is unavailable.")]
     StoreUnavailable,
+    #[error("Invalid bearer token: {0}.")]
+    InvalidToken(String),
+    #[error("The token does not grant the scope '{0}' this gateway requires.")]
+    ScopeMissing(String),
+    #[error("Cannot verify the token right now: the signing keys of {0} are unavailable.")]
+    KeysUnavailable(String),
 }
 
 impl AuthError {
@@ -66,6 +81,31 @@ impl AuthError {
             AuthError::RevokedKey(_) => "revoked_api_key",
             AuthError::ModelNotAllowed { .. } => "model_not_allowed",
             AuthError::StoreUnavailable => "auth_unavailable",
+            AuthError::InvalidToken(_) => "invalid_token",
+            AuthError::ScopeMissing(_) => "insufficient_scope",
+            AuthError::KeysUnavailable(_) => "jwks_unavailable",
         }
+    }
+}
+
+/// API keys and, when `[auth.jwt]` is configured, JWTs.
+pub struct Authenticator {
+    pub keys: KeyVerifier,
+    pub jwt: Option<JwtVerifier>,
+}
+
+impl Authenticator {
+    /// Authenticate a request from its headers.
+    pub async fn verify_headers(&self, headers: &http::HeaderMap) -> Result<Principal, AuthError> {
+        let credential = api_keys::presented_key(headers)?;
+        if jwt::looks_like_jwt(credential) {
+            return match &self.jwt {
+                Some(jwt) => jwt.verify(credential).await,
+                None => Err(AuthError::InvalidToken(
+                    "JWTs are not accepted here (no [auth.jwt] in the gateway's config)".into(),
+                )),
+            };
+        }
+        self.keys.verify(credential).await
     }
 }

@@ -4,6 +4,7 @@
 
 mod audit;
 mod guardrails;
+mod jwt;
 mod limits;
 mod raw;
 mod secret;
@@ -15,6 +16,7 @@ use std::time::Duration;
 
 pub use audit::{AuditConfig, Retention, SpoolFsync};
 pub use guardrails::{GuardrailsConfig, BUILTIN_POLICY};
+pub use jwt::{ClaimNames, JwtConfig, JwtIssuer};
 pub use limits::{Backend as LimitsBackend, LimitsConfig, OnExceed, OnRedisError, RedisSettings};
 pub use raw::RawConfig;
 pub use secret::{Secret, SecretRef};
@@ -109,6 +111,8 @@ pub struct AuthConfig {
     pub key_cache_capacity: u64,
     /// Optional server secret: keys are stored as HMAC-SHA-256(pepper, key) instead of SHA-256.
     pub key_pepper: Option<Secret>,
+    /// `None`: only API keys are accepted.
+    pub jwt: Option<JwtConfig>,
 }
 
 #[derive(Debug, Clone)]
@@ -235,6 +239,7 @@ impl RawConfig {
             .key_pepper
             .as_deref()
             .and_then(|v| p.secret("auth.key_pepper", v));
+        let jwt = self.auth.jwt.as_ref().map(|raw| jwt::validate(raw, &mut p));
 
         let providers = self.validate_providers(&mut p);
         let routes = self.validate_routes(&mut p, &providers);
@@ -292,6 +297,7 @@ impl RawConfig {
                 key_cache_ttl,
                 key_cache_capacity: self.auth.key_cache_capacity,
                 key_pepper,
+                jwt,
             },
             router: Router::new(routes),
             logging: LoggingConfig {

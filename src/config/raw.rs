@@ -92,6 +92,62 @@ pub struct RawAuth {
     pub key_cache_ttl_ms: u64,
     pub key_cache_capacity: u64,
     pub key_pepper: Option<String>,
+    pub jwt: Option<RawJwt>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawJwt {
+    pub hs256_secret: Option<String>,
+    pub issuer: Option<String>,
+    pub audience: Option<String>,
+    pub tenant_claim: String,
+    pub role_claim: String,
+    pub scopes_claim: String,
+    pub models_claim: String,
+    pub required_scope: Option<String>,
+    pub leeway_seconds: u64,
+    pub jwks_cache_ttl_seconds: u64,
+    pub jwks_min_refresh_seconds: u64,
+    pub issuers: Vec<RawJwtIssuer>,
+}
+
+impl Default for RawJwt {
+    fn default() -> Self {
+        RawJwt {
+            hs256_secret: None,
+            issuer: None,
+            audience: None,
+            tenant_claim: "tenant".into(),
+            role_claim: "role".into(),
+            scopes_claim: "scope".into(),
+            models_claim: "models".into(),
+            required_scope: None,
+            leeway_seconds: 30,
+            jwks_cache_ttl_seconds: 600,
+            jwks_min_refresh_seconds: 30,
+            issuers: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawJwtIssuer {
+    pub issuer: String,
+    pub audience: String,
+    pub jwks_url: Option<String>,
+    #[serde(default = "default_jwt_algorithms")]
+    pub algorithms: Vec<String>,
+    pub tenant_claim: Option<String>,
+    pub role_claim: Option<String>,
+    pub scopes_claim: Option<String>,
+    pub models_claim: Option<String>,
+    pub required_scope: Option<String>,
+}
+
+fn default_jwt_algorithms() -> Vec<String> {
+    vec!["RS256".into(), "ES256".into()]
 }
 
 impl Default for RawAuth {
@@ -100,6 +156,7 @@ impl Default for RawAuth {
             key_cache_ttl_ms: 5_000,
             key_cache_capacity: 100_000,
             key_pepper: None,
+            jwt: None,
         }
     }
 }

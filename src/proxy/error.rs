@@ -64,7 +64,8 @@ impl GatewayError {
     pub fn status(&self) -> u16 {
         match self {
             GatewayError::Auth(AuthError::ModelNotAllowed { .. }) => 403,
-            GatewayError::Auth(AuthError::StoreUnavailable) => 503,
+            GatewayError::Auth(AuthError::ScopeMissing(_)) => 403,
+            GatewayError::Auth(AuthError::StoreUnavailable | AuthError::KeysUnavailable(_)) => 503,
             GatewayError::Auth(_) => 401,
             GatewayError::NotFound { .. } | GatewayError::ModelNotFound(_) => 404,
             GatewayError::MethodNotAllowed { .. } => 405,
@@ -87,8 +88,12 @@ impl GatewayError {
 
     pub fn error_type(&self) -> &'static str {
         match self {
-            GatewayError::Auth(AuthError::ModelNotAllowed { .. }) => "permission_error",
-            GatewayError::Auth(AuthError::StoreUnavailable) => "server_error",
+            GatewayError::Auth(AuthError::ModelNotAllowed { .. } | AuthError::ScopeMissing(_)) => {
+                "permission_error"
+            }
+            GatewayError::Auth(AuthError::StoreUnavailable | AuthError::KeysUnavailable(_)) => {
+                "server_error"
+            }
             GatewayError::Auth(_) => "authentication_error",
             GatewayError::NotFound { .. } | GatewayError::ModelNotFound(_) => "not_found_error",
             GatewayError::MethodNotAllowed { .. }

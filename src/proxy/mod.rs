@@ -22,7 +22,7 @@ pub use ctx::RequestCtx;
 pub use error::GatewayError;
 
 use crate::audit::Auditor;
-use crate::auth::{AuthError, KeyVerifier};
+use crate::auth::{AuthError, Authenticator};
 use crate::config::Config;
 use crate::limits::Limiter;
 use crate::telemetry::metrics::Metrics;
@@ -30,7 +30,7 @@ use crate::telemetry::metrics::Metrics;
 /// Shared, read-only state of the data plane.
 pub struct Gateway {
     pub config: Arc<Config>,
-    pub keys: KeyVerifier,
+    pub auth: Authenticator,
     pub metrics: Arc<Metrics>,
     pub limiter: Limiter,
     /// `None` when `audit.enabled = false`.
@@ -42,7 +42,7 @@ pub struct Gateway {
 impl Gateway {
     pub fn new(
         config: Arc<Config>,
-        keys: KeyVerifier,
+        auth: Authenticator,
         metrics: Arc<Metrics>,
         auditor: Option<Arc<Auditor>>,
     ) -> Result<Gateway, crate::ids::RandomError> {
@@ -50,7 +50,7 @@ impl Gateway {
             auditor,
             limiter: Limiter::new(&config.limits, metrics.clone()),
             config,
-            keys,
+            auth,
             metrics,
             connector: Connector::new(None),
             request_ids: RequestIds::new()?,

@@ -94,9 +94,11 @@ pub async fn handle(
     };
 
     // Authenticate. Requests without valid credentials count against their client IP.
-    let principal = match gw.keys.verify_headers(&session.req_header().headers).await {
+    let principal = match gw.auth.verify_headers(&session.req_header().headers).await {
         Ok(principal) => principal,
-        Err(AuthError::StoreUnavailable) => return Err(AuthError::StoreUnavailable.into()),
+        Err(e @ (AuthError::StoreUnavailable | AuthError::KeysUnavailable(_))) => {
+            return Err(e.into())
+        }
         Err(e) => {
             gw.limiter
                 .unauthenticated(ctx.client.ip)
