@@ -11,7 +11,8 @@ mod support;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use serde_json::Value;
+use serde_json::{json, Value};
+use support::idp::{SigningKey, TestIdp};
 use support::mock_upstream::MockUpstream;
 
 fn python() -> PathBuf {
@@ -56,11 +57,9 @@ fn python() -> PathBuf {
     python
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn official_openai_python_sdk_works_through_the_gateway() {
-    let upstream = MockUpstream::start().await;
-    let (gw, key) = support::gateway::start_for_sdk_tests(&upstream.base_url());
-
+/// Runs tests/e2e/openai_sdk.py against the gateway with `credential` as the SDK's api_key
+/// and checks its summary.
+async fn run_sdk_script(gw: &support::gateway::TestGateway, credential: String) {
     let python = python();
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/e2e/openai_sdk.py");
     // The SDK call blocks; run it off the runtime that serves the mock upstream.
@@ -69,7 +68,7 @@ async fn official_openai_python_sdk_works_through_the_gateway() {
         Command::new(python)
             .arg(script)
             .env("PORTCULLIS_BASE_URL", base_url)
-            .env("PORTCULLIS_KEY", key)
+            .env("PORTCULLIS_KEY", credential)
             .output()
             .unwrap()
     })
@@ -87,4 +86,47 @@ async fn official_openai_python_sdk_works_through_the_gateway() {
     assert!(summary["stream_chunks"].as_u64().unwrap() >= 1);
     assert_eq!(summary["guardrails"], "ok");
     assert_eq!(summary["errors"], "ok");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn official_openai_python_sdk_works_through_the_gateway() {
+    let upstream = MockUpstream::start().await;
+    let (gw, key) = support::gateway::start_for_sdk_tests(&upstream.base_url());
+    run_sdk_script(&gw, key).await;
+}
+
+/// The same script with JWTs as the SDK's api_key: an HS256 token, and an RS256 token of the
+/// OIDC provider the test starts (keys through its discovery document and JWKS).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn official_openai_python_sdk_works_with_jwts() {
+    const SECRET: &str = "test-only-hs256-secret-of-32-bytes-or-more";
+    let upstream = MockUpstream::start().await;
+    let idp = TestIdp::start(vec![SigningKey::rs256("k1")]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("jwt-secret");
+    std::fs::write(&secret, SECRET).unwrap();
+    let jwt = format!(
+        "[auth.jwt]\nhs256_secret = \"file:{}\"\n[[auth.jwt.issuers]]\nissuer = \"{}\"\naudience = \"portcullis\"\n",
+        secret.display(),
+        idp.issuer()
+    );
+    let (gw, _key) = support::gateway::start_for_sdk_tests_with(&upstream.base_url(), &jwt);
+    let exp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 600;
+    let hs = jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &json!({"sub": "sdk-user", "tenant": "acme", "exp": exp}),
+        &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
+    )
+    .unwrap();
+    run_sdk_script(&gw, hs).await;
+    let rs = SigningKey::rs256("k1").sign(&json!({
+        "sub": "sdk-user", "tenant": "acme", "exp": exp,
+        "iss": idp.issuer(), "aud": "portcullis",
+    }));
+    run_sdk_script(&gw, rs).await;
+    assert!(idp.jwks_fetches() >= 1);
 }

@@ -168,7 +168,12 @@ impl Drop for TestGateway {
 /// the mock upstream at `upstream_base_url`, guardrails redacting everything and blocking
 /// API secrets both ways. Returns it with a key of tenant `acme`.
 pub fn start_for_sdk_tests(upstream_base_url: &str) -> (TestGateway, String) {
-    let body = format!(
+    start_for_sdk_tests_with(upstream_base_url, "")
+}
+
+/// As [`start_for_sdk_tests`], with more config (e.g. an `[auth.jwt]` table) appended.
+pub fn start_for_sdk_tests_with(upstream_base_url: &str, extra: &str) -> (TestGateway, String) {
+    let mut body = format!(
         "[[providers]]\nname = \"up\"\nkind = \"openai\"\nbase_url = \"{upstream_base_url}\"\napi_key = \"env:PORTCULLIS_TEST_UPSTREAM_KEY\"\n\
          [[providers]]\nname = \"demo\"\nkind = \"mock\"\n\
          [[routes]]\nmodel = \"demo\"\nprovider = \"demo\"\n[[routes]]\nmodel = \"mock-*\"\nprovider = \"up\"\n\
@@ -176,6 +181,7 @@ pub fn start_for_sdk_tests(upstream_base_url: &str) -> (TestGateway, String) {
          [guardrails.policies.sdk.request]\ndefault = \"redact\"\nAPI_SECRET = \"block\"\n\
          [guardrails.policies.sdk.response]\ndefault = \"redact\"\nAPI_SECRET = \"block\"\n"
     );
+    body.push_str(extra);
     let gw = TestGateway::start(&body, "", "");
     gw.create_tenant("acme");
     let key = gw.create_key("acme", &[])["key"]
