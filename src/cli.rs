@@ -9,11 +9,11 @@ use clap::{Args, Parser, Subcommand};
 use serde_json::json;
 
 use crate::audit::LoggingPolicy;
-use crate::auth::KeyHasher;
+use crate::auth::{KeyHasher, Role};
 use crate::config::{Config, ConfigError};
 use crate::limits::LimitSet;
 use crate::routing::ModelPattern;
-use crate::store::{now_millis, ApiKeyRecord, NewApiKey, Revoked, Store, StoreError};
+use crate::store::{now_millis, ApiKeyRecord, NewApiKey, NewUser, Revoked, Store, StoreError};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -51,6 +51,9 @@ pub enum Command {
     /// Manage API keys.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Manage administrators (users of the admin plane).
+    #[command(subcommand)]
+    Users(UsersCommand),
     /// Search, export, verify and erase the audit trail.
     #[command(subcommand)]
     Audit(AuditCommand),
@@ -61,6 +64,30 @@ pub enum Command {
         #[arg(long)]
         policy: Option<String>,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UsersCommand {
+    /// Create a user. The password is read from stdin (one line), so it never appears in the
+    /// shell history or the process list: `portcullis users create --email a@b.c --role admin
+    /// < password-file`. It must meet [users.password_policy].
+    Create {
+        #[arg(long)]
+        email: String,
+        /// admin, manager, developer or viewer.
+        #[arg(long, value_parser = parse_role)]
+        role: Role,
+        /// Scope the user to one tenant (default: every tenant).
+        #[arg(long)]
+        tenant: Option<String>,
+    },
+    /// List users (never their password hashes).
+    List,
+}
+
+fn parse_role(text: &str) -> Result<Role, String> {
+    Role::parse(text)
+        .ok_or_else(|| format!("{text:?} is not one of admin, manager, developer, viewer"))
 }
 
 #[derive(Debug, Subcommand)]
@@ -261,6 +288,10 @@ pub enum CliError {
     Audit(#[from] crate::audit::AuditError),
     #[error("audit.enabled is false in this config: there is no audit trail to use")]
     AuditDisabled,
+    #[error("users create: {0}")]
+    Password(#[from] crate::auth::passwords::PasswordError),
+    #[error("users create: cannot read the password from stdin: {0}")]
+    Stdin(String),
 }
 
 impl CliError {
@@ -276,6 +307,8 @@ impl CliError {
             CliError::Scan(_) => "scan_failed",
             CliError::Audit(e) => e.code(),
             CliError::AuditDisabled => "audit_disabled",
+            CliError::Password(e) => e.code(),
+            CliError::Stdin(_) => "stdin_unreadable",
         }
     }
 }
@@ -498,6 +531,59 @@ fn execute(cli: Cli) -> Result<(), CliError> {
                 run_audit(&store, settings, cmd, cli.json).await
             })
         }
+        Command::Users(cmd) => with_store(&config, |store| async move {
+            store.migrate().await?;
+            match cmd {
+                UsersCommand::Create {
+                    email,
+                    role,
+                    tenant,
+                } => {
+                    let password = read_password_line()?;
+                    let users = &settings.users;
+                    let hash = crate::auth::passwords::hash_new(
+                        &users.password_policy,
+                        users.bcrypt_cost,
+                        &password,
+                        &email,
+                    )
+                    .await?;
+                    let user = store
+                        .create_user(NewUser {
+                            email: &email,
+                            role,
+                            tenant: tenant.as_deref(),
+                            password_hash: Some(&hash),
+                        })
+                        .await?;
+                    admin_event(
+                        &store,
+                        settings,
+                        user.tenant.as_deref().unwrap_or(""),
+                        "user.created",
+                        json!({"user_id": user.id, "role": user.role}),
+                    )
+                    .await?;
+                    print(cli.json, json!(user), || {
+                        format!(
+                            "created user {} ({}, {}{})",
+                            user.id,
+                            user.email,
+                            user.role,
+                            user.tenant
+                                .as_deref()
+                                .map(|t| format!(", tenant {t}"))
+                                .unwrap_or_default()
+                        )
+                    });
+                }
+                UsersCommand::List => {
+                    let users = store.list_users().await?;
+                    print(cli.json, json!(users), || user_table(&users));
+                }
+            }
+            Ok(())
+        }),
         Command::Keys(cmd) => {
             let hasher = KeyHasher::from_config(&config.auth);
             with_store(&config, |store| async move {
@@ -693,6 +779,43 @@ fn key_table(keys: &[ApiKeyRecord]) -> String {
             status,
             models,
             k.limits.describe()
+        ));
+    }
+    out
+}
+
+/// The first line of stdin, without its line ending.
+fn read_password_line() -> Result<String, CliError> {
+    let mut line = String::new();
+    std::io::stdin()
+        .read_line(&mut line)
+        .map_err(|e| CliError::Stdin(e.to_string()))?;
+    let password = line.trim_end_matches(['\n', '\r']).to_string();
+    if password.is_empty() {
+        return Err(CliError::Stdin(
+            "no password given (send it on stdin, one line)".into(),
+        ));
+    }
+    Ok(password)
+}
+
+fn user_table(users: &[crate::store::User]) -> String {
+    if users.is_empty() {
+        return "no users (create one with `portcullis users create --email E --role admin`)"
+            .into();
+    }
+    let mut out = format!(
+        "{:<26} {:<32} {:<10} {:<16} created",
+        "ID", "EMAIL", "ROLE", "TENANT"
+    );
+    for u in users {
+        out.push_str(&format!(
+            "\n{:<26} {:<32} {:<10} {:<16} {}",
+            u.id,
+            u.email,
+            u.role.name(),
+            u.tenant.as_deref().unwrap_or("*"),
+            format_time(u.created_at)
         ));
     }
     out

@@ -5,11 +5,14 @@
 
 pub mod api_keys;
 pub mod jwt;
+pub mod passwords;
+pub mod roles;
 
 use std::sync::Arc;
 
 pub use api_keys::{GeneratedKey, KeyHasher, KeyVerifier};
 pub use jwt::JwtVerifier;
+pub use roles::Role;
 
 use crate::routing::ModelPattern;
 

@@ -8,6 +8,7 @@ mod jwt;
 mod limits;
 mod raw;
 mod secret;
+mod users;
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
@@ -20,6 +21,7 @@ pub use jwt::{ClaimNames, JwtConfig, JwtIssuer};
 pub use limits::{Backend as LimitsBackend, LimitsConfig, OnExceed, OnRedisError, RedisSettings};
 pub use raw::RawConfig;
 pub use secret::{Secret, SecretRef};
+pub use users::{PasswordPolicy, UsersConfig, MAX_PASSWORD_BYTES};
 
 use crate::providers::{MockProvider, OpenAiProvider, Provider, ProviderKind};
 use crate::routing::{ModelPattern, Route, Router};
@@ -78,6 +80,7 @@ pub struct Config {
     pub guardrails: GuardrailsConfig,
     pub limits: LimitsConfig,
     pub audit: AuditConfig,
+    pub users: UsersConfig,
 }
 
 #[derive(Debug, Clone)]
@@ -265,6 +268,7 @@ impl RawConfig {
         let guardrails = guardrails::validate(&self.guardrails, config_dir, &mut p);
         let limits = limits::validate(&self.limits, &mut p);
         let audit = audit::validate(&self.audit, config_dir, &mut p);
+        let users = users::validate(&self.users, &mut p);
 
         if !p.0.is_empty() {
             return Err(p.0);
@@ -307,6 +311,7 @@ impl RawConfig {
             guardrails,
             limits,
             audit,
+            users,
         })
     }
 

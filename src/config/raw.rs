@@ -28,6 +28,8 @@ pub struct RawConfig {
     pub limits: RawLimits,
     #[serde(default)]
     pub audit: RawAudit,
+    #[serde(default)]
+    pub users: RawUsers,
 }
 
 #[derive(Debug, Deserialize)]
@@ -351,6 +353,48 @@ impl Default for RawRetention {
             content_days: None,
             purge_interval_seconds: 3_600,
             purge_batch: 5_000,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawUsers {
+    pub bcrypt_cost: u32,
+    pub password_policy: RawPasswordPolicy,
+}
+
+impl Default for RawUsers {
+    fn default() -> Self {
+        RawUsers {
+            bcrypt_cost: 12,
+            password_policy: RawPasswordPolicy::default(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawPasswordPolicy {
+    pub min_length: usize,
+    pub require_uppercase: bool,
+    pub require_lowercase: bool,
+    pub require_digit: bool,
+    pub require_special: bool,
+    pub history: usize,
+    pub max_age_days: u64,
+}
+
+impl Default for RawPasswordPolicy {
+    fn default() -> Self {
+        RawPasswordPolicy {
+            min_length: 12,
+            require_uppercase: true,
+            require_lowercase: true,
+            require_digit: true,
+            require_special: true,
+            history: 5,
+            max_age_days: 90,
         }
     }
 }

@@ -9,6 +9,10 @@ use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Row};
 use tokio::sync::OnceCell;
 
+mod users;
+
+pub use users::{normalize_email, NewUser, User};
+
 use crate::audit::LoggingPolicy;
 use crate::ids;
 use crate::limits::LimitSet;
@@ -32,6 +36,10 @@ pub enum StoreError {
     TenantNotFound(String),
     #[error("API key {0:?} does not exist")]
     KeyNotFound(String),
+    #[error("a user with the e-mail address {0:?} already exists")]
+    UserExists(String),
+    #[error("{0:?} is not a valid e-mail address")]
+    InvalidEmail(String),
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
     #[error(transparent)]
@@ -48,6 +56,8 @@ impl StoreError {
             StoreError::InvalidTenantName(_) => "invalid_tenant_name",
             StoreError::TenantNotFound(_) => "tenant_not_found",
             StoreError::KeyNotFound(_) => "key_not_found",
+            StoreError::UserExists(_) => "user_exists",
+            StoreError::InvalidEmail(_) => "invalid_email",
             StoreError::Corrupt(_) => "store_corrupt",
             StoreError::Random(e) => e.code(),
         }
