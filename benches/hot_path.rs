@@ -81,6 +81,8 @@ fn key_verification(c: &mut Criterion) {
                 expires_at: None,
                 guardrail_policy: None,
                 limits: LimitSet::default(),
+                created_by: None,
+                permissions: Default::default(),
             })
             .await
             .unwrap();
@@ -149,6 +151,7 @@ fn principal(limits: LimitSet) -> portcullis::auth::Principal {
         logging_policy: None,
         role: None,
         scopes: Arc::from(Vec::new()),
+        permissions: Default::default(),
     }
 }
 

@@ -13,7 +13,9 @@ use crate::auth::{KeyHasher, Role};
 use crate::config::{Config, ConfigError};
 use crate::limits::LimitSet;
 use crate::routing::ModelPattern;
-use crate::store::{now_millis, ApiKeyRecord, NewApiKey, NewUser, Revoked, Store, StoreError};
+use crate::store::{
+    now_millis, ApiKeyRecord, KeyPermissions, NewApiKey, NewUser, Revoked, Store, StoreError,
+};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -83,6 +85,12 @@ pub enum UsersCommand {
     },
     /// List users (never their password hashes).
     List,
+    /// Remove a user's TOTP and recovery codes (lost device) and end their sessions; they
+    /// log in with their password and enrol again.
+    ResetMfa {
+        #[arg(long)]
+        email: String,
+    },
 }
 
 fn parse_role(text: &str) -> Result<Role, String> {
@@ -197,9 +205,26 @@ pub struct KeysCreate {
     /// Guardrail policy for this key, overriding its tenant's.
     #[arg(long)]
     pub policy: Option<String>,
+    /// What the key may call: full, read_only (GET endpoints only), or comma-separated
+    /// endpoint paths such as /v1/chat/completions,/v1/models.
+    #[arg(long, default_value = "full", value_parser = parse_permissions)]
+    pub permissions: KeyPermissions,
     /// The key's own limits; they restrict further within its tenant's.
     #[command(flatten)]
     pub limits: LimitArgs,
+}
+
+fn parse_permissions(text: &str) -> Result<KeyPermissions, String> {
+    match text {
+        "full" => Ok(KeyPermissions::Full),
+        "read_only" => Ok(KeyPermissions::ReadOnly),
+        list => KeyPermissions::endpoints(
+            list.split(',')
+                .map(|p| p.trim().to_string())
+                .filter(|p| !p.is_empty())
+                .collect(),
+        ),
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -292,6 +317,8 @@ pub enum CliError {
     Password(#[from] crate::auth::passwords::PasswordError),
     #[error("users create: cannot read the password from stdin: {0}")]
     Stdin(String),
+    #[error("no user with e-mail {0}")]
+    UnknownUser(String),
 }
 
 impl CliError {
@@ -309,6 +336,7 @@ impl CliError {
             CliError::AuditDisabled => "audit_disabled",
             CliError::Password(e) => e.code(),
             CliError::Stdin(_) => "stdin_unreadable",
+            CliError::UnknownUser(_) => "user_not_found",
         }
     }
 }
@@ -581,6 +609,31 @@ fn execute(cli: Cli) -> Result<(), CliError> {
                     let users = store.list_users().await?;
                     print(cli.json, json!(users), || user_table(&users));
                 }
+                UsersCommand::ResetMfa { email } => {
+                    let Some((user, _)) = store.user_by_email(&email).await? else {
+                        return Err(CliError::UnknownUser(email));
+                    };
+                    store.reset_mfa(&user.id).await?;
+                    let ended = store.revoke_user_sessions(&user.id, None).await?;
+                    admin_event(
+                        &store,
+                        settings,
+                        user.tenant.as_deref().unwrap_or(""),
+                        "mfa.reset",
+                        json!({"user_id": user.id, "sessions_ended": ended}),
+                    )
+                    .await?;
+                    print(
+                        cli.json,
+                        json!({"user_id": user.id, "mfa_enabled": false, "sessions_ended": ended}),
+                        || {
+                            format!(
+                                "MFA removed for {}; {ended} session(s) ended. They log in with their password and enrol again.",
+                                user.email
+                            )
+                        },
+                    );
+                }
             }
             Ok(())
         }),
@@ -724,6 +777,8 @@ async fn create_key(
             expires_at,
             guardrail_policy: args.policy.as_deref(),
             limits: args.limits.to_set(),
+            created_by: None,
+            permissions: args.permissions,
         })
         .await?;
     admin_event(
@@ -733,7 +788,8 @@ async fn create_key(
         "key.created",
         json!({"key_id": record.id, "prefix": record.prefix, "name": record.name,
                "allowed_models": record.allowed_models, "expires_at": record.expires_at,
-               "guardrail_policy": record.guardrail_policy, "limits": record.limits}),
+               "guardrail_policy": record.guardrail_policy, "limits": record.limits,
+               "permissions": record.permissions}),
     )
     .await?;
     let out = json!({
@@ -741,6 +797,7 @@ async fn create_key(
         "name": record.name, "allowed_models": record.allowed_models,
         "created_at": record.created_at, "expires_at": record.expires_at,
         "guardrail_policy": record.guardrail_policy, "limits": record.limits,
+        "permissions": record.permissions,
     });
     print(json_out, out, || {
         format!(

@@ -305,3 +305,25 @@ fn findings_summary(report: &guardrails::policy::Report) -> String {
     );
     parts.join(" ")
 }
+
+/// An admin-plane event (login, failed login, key/user/setting change): counted, logged without
+/// secrets, and recorded on the tenant's events chain (`""`: no tenant) when auditing is on.
+pub fn admin_event(
+    metrics: &crate::telemetry::metrics::Metrics,
+    auditor: Option<&crate::audit::Auditor>,
+    kind: Kind,
+    tenant: &str,
+    action: &str,
+    actor: &str,
+    detail: serde_json::Value,
+) {
+    metrics.admin_events.with_label_values(&[action]).inc();
+    tracing::info!(action, actor, tenant, "admin event");
+    let Some(auditor) = auditor else { return };
+    match AuditRecord::event(kind, tenant, action, actor, detail) {
+        Ok(record) => auditor.submit(record),
+        Err(e) => {
+            tracing::error!(error = %e, action, "cannot create the audit record of an admin event")
+        }
+    }
+}

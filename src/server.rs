@@ -38,6 +38,8 @@ pub enum ServeError {
     Random(#[from] crate::ids::RandomError),
     #[error(transparent)]
     Auth(#[from] crate::auth::AuthError),
+    #[error("cannot set up the admin API: {0}")]
+    Admin(#[from] crate::admin::error::AdminError),
 }
 
 impl ServeError {
@@ -49,6 +51,7 @@ impl ServeError {
             ServeError::Metrics(e) => e.code(),
             ServeError::Random(e) => e.code(),
             ServeError::Auth(e) => e.code(),
+            ServeError::Admin(e) => e.code(),
         }
     }
 }
@@ -101,6 +104,12 @@ pub fn serve(config: Config, config_path: &std::path::Path) -> Result<(), ServeE
     } else {
         (None, None, None)
     };
+    let admin_api = crate::admin::api::AdminApi::new(
+        store.clone(),
+        config.clone(),
+        metrics.clone(),
+        auditor.clone(),
+    )?;
     let gateway = Gateway::new(config.clone(), auth, metrics.clone(), auditor)?;
     // The tokenizer tables take tens of milliseconds to load: not on a client's request.
     std::thread::spawn(crate::limits::tokens::warm_up);
@@ -117,7 +126,14 @@ pub fn serve(config: Config, config_path: &std::path::Path) -> Result<(), ServeE
     let mut proxy = pingora::proxy::http_proxy_service(&server.configuration, gateway);
     proxy.add_tcp(&config.server.listen.to_string());
 
-    let mut admin = Service::new("portcullis admin".to_string(), AdminApp { metrics, store });
+    let mut admin = Service::new(
+        "portcullis admin".to_string(),
+        AdminApp {
+            metrics,
+            store,
+            api: admin_api,
+        },
+    );
     admin.add_tcp(&config.admin.listen.to_string());
     admin.threads = Some(1);
 

@@ -389,3 +389,20 @@ async fn jwts_are_refused_without_jwt_config_and_bad_config_names_the_key() {
     assert!(err.contains("auth.jwt.issuers[0].issuer"), "{err}");
     assert!(err.contains("auth.jwt.issuers[0].algorithms[0]"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cached_token_is_refused_once_it_expires() {
+    let s = setup(None).await;
+    let mut claims = hs_claims();
+    // leeway_seconds = 5: accepted until exp + 5 s, refused after, cached or not.
+    claims["exp"] = json!(now() + 1);
+    let token = hs256(&claims);
+    assert_eq!(s.chat(&token, "mock-json").await.0, 200);
+    assert_eq!(
+        s.chat(&token, "mock-json").await.0,
+        200,
+        "served from the cache"
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(7_200)).await;
+    s.expect_401(&token, "expired").await;
+}

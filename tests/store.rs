@@ -28,6 +28,8 @@ fn new_key<'a>(
         expires_at,
         guardrail_policy: None,
         limits: LimitSet::default(),
+        created_by: None,
+        permissions: Default::default(),
     }
 }
 
@@ -166,6 +168,8 @@ async fn conformance(store: &Store, reopen: impl Fn() -> Store) {
     let k4 = store
         .create_api_key(NewApiKey {
             limits: key_limits,
+            created_by: None,
+            permissions: Default::default(),
             ..new_key("beta", "hash-4", &[], None)
         })
         .await

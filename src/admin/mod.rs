@@ -1,6 +1,13 @@
 //! The admin listener (separate from the data plane): `/metrics` for Prometheus, `/healthz`
-//! (the process is up) and `/readyz` (config loaded and the store reachable). The admin API
-//! will be mounted here too.
+//! (the process is up), `/readyz` (config loaded and the store reachable), and the admin API
+//! under `/admin/v1/` (`api`).
+
+pub mod api;
+pub mod error;
+pub mod openapi;
+pub mod resources;
+pub mod security;
+pub mod session;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,6 +20,7 @@ use serde_json::json;
 
 use crate::store::Store;
 use crate::telemetry::metrics::Metrics;
+use error::AdminError;
 
 /// `/readyz` must answer quickly even when the database hangs.
 const READY_TIMEOUT: Duration = Duration::from_secs(2);
@@ -20,6 +28,7 @@ const READY_TIMEOUT: Duration = Duration::from_secs(2);
 pub struct AdminApp {
     pub metrics: Arc<Metrics>,
     pub store: Arc<Store>,
+    pub api: api::AdminApi,
 }
 
 #[async_trait]
@@ -27,6 +36,9 @@ impl ServeHttp for AdminApp {
     async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
         let method = session.req_header().method.clone();
         let path = session.req_header().uri.path().to_string();
+        if path.starts_with("/admin/") {
+            return self.admin_api(session).await;
+        }
         match (method, path.as_str()) {
             (Method::GET, "/metrics") => match self.metrics.render() {
                 Ok(body) => respond(StatusCode::OK, "text/plain; version=0.0.4", body),
@@ -71,6 +83,72 @@ impl ServeHttp for AdminApp {
             ),
         }
     }
+}
+
+impl AdminApp {
+    async fn admin_api(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
+        let body = match read_body(session).await {
+            Ok(body) => body,
+            Err(e) => return error_response(&e),
+        };
+        let header = session.req_header();
+        let client_ip = session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip().to_string())
+            .unwrap_or_default();
+        let req = api::Request::new(
+            header.method.clone(),
+            &header.uri,
+            header.headers.clone(),
+            body,
+            client_ip,
+        );
+        match api::handle(&self.api, &req).await {
+            Ok(reply) => respond(
+                reply.status,
+                "application/json",
+                reply.body.to_string().into_bytes(),
+            ),
+            Err(e) => error_response(&e),
+        }
+    }
+}
+
+async fn read_body(session: &mut ServerSession) -> Result<bytes::Bytes, AdminError> {
+    let mut body = bytes::BytesMut::new();
+    loop {
+        match session.read_request_body().await {
+            Ok(Some(chunk)) => {
+                if body.len() + chunk.len() > api::MAX_BODY_BYTES {
+                    return Err(AdminError::BodyTooLarge(api::MAX_BODY_BYTES));
+                }
+                body.extend_from_slice(&chunk);
+            }
+            Ok(None) => return Ok(body.freeze()),
+            Err(e) => {
+                return Err(AdminError::bad_request(format!(
+                    "cannot read the request body: {e}"
+                )))
+            }
+        }
+    }
+}
+
+fn error_response(e: &AdminError) -> Response<Vec<u8>> {
+    let mut response = respond(
+        e.status(),
+        "application/json",
+        e.body().to_string().into_bytes(),
+    );
+    if e.status() == StatusCode::UNAUTHORIZED {
+        if let Ok(v) = "Bearer realm=\"portcullis-admin\"".parse() {
+            response
+                .headers_mut()
+                .insert(http::header::WWW_AUTHENTICATE, v);
+        }
+    }
+    response
 }
 
 fn respond(status: StatusCode, content_type: &str, body: Vec<u8>) -> Response<Vec<u8>> {

@@ -189,6 +189,7 @@ fn principal(record: &ApiKeyRecord) -> Principal {
         tenant_limits: record.tenant_limits,
         role: None,
         scopes: Arc::from(Vec::new()),
+        permissions: Arc::new(record.permissions.clone()),
     }
 }
 

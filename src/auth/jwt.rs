@@ -37,6 +37,10 @@ pub struct JwtVerifier {
     store: Arc<Store>,
     /// Tenant name → tenant (or `None`: no such tenant), for `key_cache_ttl`.
     tenants: Cache<String, Option<Arc<Tenant>>>,
+    /// SHA-256 of a token that passed every check → its caller and `exp`, for `key_cache_ttl`:
+    /// clients send the same token with every request until it expires, and checking it again
+    /// costs ~4× an API key. Only accepted tokens are cached; `exp` is checked on every hit.
+    verified: Cache<[u8; 32], (Arc<Principal>, i64)>,
     http: reqwest::Client,
 }
 
@@ -87,11 +91,31 @@ impl JwtVerifier {
                 .max_capacity(10_000)
                 .time_to_live(tenant_cache_ttl)
                 .build(),
+            verified: Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(tenant_cache_ttl)
+                .build(),
             http,
         })
     }
 
     pub async fn verify(&self, token: &str) -> Result<Principal, AuthError> {
+        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        let now = crate::store::now_millis() / 1000;
+        if let Some((principal, exp)) = self.verified.get(&digest) {
+            if now <= exp.saturating_add(self.config.leeway.as_secs() as i64) {
+                return Ok((*principal).clone());
+            }
+            self.verified.invalidate(&digest);
+        }
+        let (principal, exp) = self.verify_uncached(token).await?;
+        self.verified
+            .insert(digest, (Arc::new(principal.clone()), exp));
+        Ok(principal)
+    }
+
+    /// Every check; the caller and the token's `exp`.
+    async fn verify_uncached(&self, token: &str) -> Result<(Principal, i64), AuthError> {
         let header = jsonwebtoken::decode_header(token)
             .map_err(|e| invalid(format!("the token's header cannot be read ({e})")))?;
         let (claims, names, required_scope, issuer) = match header.alg {
@@ -156,7 +180,12 @@ impl JwtVerifier {
                 )))
             }
         };
-        self.principal(&claims, names, required_scope, issuer).await
+        // `exp` is required and validated above, so it is a number here.
+        let exp = claims.get("exp").and_then(Value::as_i64).unwrap_or(0);
+        let principal = self
+            .principal(&claims, names, required_scope, issuer)
+            .await?;
+        Ok((principal, exp))
     }
 
     fn validation(&self, alg: Algorithm) -> Validation {
@@ -331,6 +360,7 @@ impl JwtVerifier {
                 .and_then(Value::as_str)
                 .map(str::to_string),
             scopes: scopes.into(),
+            permissions: Arc::new(crate::store::KeyPermissions::Full),
         })
     }
 

@@ -7,12 +7,13 @@ pub mod api_keys;
 pub mod jwt;
 pub mod passwords;
 pub mod roles;
+pub mod totp;
 
 use std::sync::Arc;
 
 pub use api_keys::{GeneratedKey, KeyHasher, KeyVerifier};
 pub use jwt::JwtVerifier;
-pub use roles::Role;
+pub use roles::{Permission, Role};
 
 use crate::routing::ModelPattern;
 
@@ -40,6 +41,9 @@ pub struct Principal {
     pub role: Option<String>,
     /// From a JWT's scopes claim; API keys have none.
     pub scopes: Arc<[String]>,
+    /// Which endpoints an API key may call; JWTs may call every one (their scope is checked
+    /// against `required_scope` instead).
+    pub permissions: Arc<crate::store::KeyPermissions>,
 }
 
 impl Principal {
@@ -64,6 +68,12 @@ pub enum AuthError {
     RevokedKey(String),
     #[error("The API key {prefix} is not allowed to use the model '{model}'.")]
     ModelNotAllowed { prefix: String, model: String },
+    #[error("The API key {prefix} is not allowed to call {method} {path}.")]
+    EndpointNotAllowed {
+        prefix: String,
+        method: String,
+        path: String,
+    },
     #[error("Cannot verify API keys right now: the key store is unavailable.")]
     StoreUnavailable,
     #[error("Invalid bearer token: {0}.")]
@@ -83,6 +93,7 @@ impl AuthError {
             AuthError::ExpiredKey(_) => "expired_api_key",
             AuthError::RevokedKey(_) => "revoked_api_key",
             AuthError::ModelNotAllowed { .. } => "model_not_allowed",
+            AuthError::EndpointNotAllowed { .. } => "endpoint_not_allowed",
             AuthError::StoreUnavailable => "auth_unavailable",
             AuthError::InvalidToken(_) => "invalid_token",
             AuthError::ScopeMissing(_) => "insufficient_scope",

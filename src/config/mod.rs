@@ -21,7 +21,7 @@ pub use jwt::{ClaimNames, JwtConfig, JwtIssuer};
 pub use limits::{Backend as LimitsBackend, LimitsConfig, OnExceed, OnRedisError, RedisSettings};
 pub use raw::RawConfig;
 pub use secret::{Secret, SecretRef};
-pub use users::{PasswordPolicy, UsersConfig, MAX_PASSWORD_BYTES};
+pub use users::{MfaPolicy, PasswordPolicy, SessionPolicy, UsersConfig, MAX_PASSWORD_BYTES};
 
 use crate::providers::{MockProvider, OpenAiProvider, Provider, ProviderKind};
 use crate::routing::{ModelPattern, Route, Router};

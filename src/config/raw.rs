@@ -362,6 +362,8 @@ impl Default for RawRetention {
 pub struct RawUsers {
     pub bcrypt_cost: u32,
     pub password_policy: RawPasswordPolicy,
+    pub sessions: RawSessions,
+    pub mfa: RawMfa,
 }
 
 impl Default for RawUsers {
@@ -369,6 +371,48 @@ impl Default for RawUsers {
         RawUsers {
             bcrypt_cost: 12,
             password_policy: RawPasswordPolicy::default(),
+            sessions: RawSessions::default(),
+            mfa: RawMfa::default(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawSessions {
+    pub token_lifetime_seconds: u64,
+    pub idle_timeout_seconds: u64,
+    pub max_duration_seconds: u64,
+    pub max_concurrent: u32,
+    pub reauth_window_seconds: u64,
+}
+
+impl Default for RawSessions {
+    fn default() -> Self {
+        RawSessions {
+            token_lifetime_seconds: 24 * 3600,
+            idle_timeout_seconds: 30 * 60,
+            max_duration_seconds: 12 * 3600,
+            max_concurrent: 3,
+            reauth_window_seconds: 5 * 60,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawMfa {
+    pub issuer: String,
+    pub required_for_roles: Vec<String>,
+    pub grace_period_days: u64,
+}
+
+impl Default for RawMfa {
+    fn default() -> Self {
+        RawMfa {
+            issuer: "Portcullis".into(),
+            required_for_roles: Vec::new(),
+            grace_period_days: 7,
         }
     }
 }

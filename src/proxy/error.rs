@@ -63,7 +63,9 @@ pub enum GatewayError {
 impl GatewayError {
     pub fn status(&self) -> u16 {
         match self {
-            GatewayError::Auth(AuthError::ModelNotAllowed { .. }) => 403,
+            GatewayError::Auth(
+                AuthError::ModelNotAllowed { .. } | AuthError::EndpointNotAllowed { .. },
+            ) => 403,
             GatewayError::Auth(AuthError::ScopeMissing(_)) => 403,
             GatewayError::Auth(AuthError::StoreUnavailable | AuthError::KeysUnavailable(_)) => 503,
             GatewayError::Auth(_) => 401,
@@ -88,9 +90,11 @@ impl GatewayError {
 
     pub fn error_type(&self) -> &'static str {
         match self {
-            GatewayError::Auth(AuthError::ModelNotAllowed { .. } | AuthError::ScopeMissing(_)) => {
-                "permission_error"
-            }
+            GatewayError::Auth(
+                AuthError::ModelNotAllowed { .. }
+                | AuthError::EndpointNotAllowed { .. }
+                | AuthError::ScopeMissing(_),
+            ) => "permission_error",
             GatewayError::Auth(AuthError::StoreUnavailable | AuthError::KeysUnavailable(_)) => {
                 "server_error"
             }
@@ -170,6 +174,11 @@ mod tests {
             GatewayError::Auth(AuthError::ModelNotAllowed {
                 prefix: "pc_x".into(),
                 model: "m".into(),
+            }),
+            GatewayError::Auth(AuthError::EndpointNotAllowed {
+                prefix: "pc_x".into(),
+                method: "POST".into(),
+                path: "/v1/embeddings".into(),
             }),
         ];
         let mut codes: Vec<_> = errors.iter().map(GatewayError::code).collect();

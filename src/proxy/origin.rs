@@ -106,6 +106,14 @@ pub async fn handle(
             return Err(e.into());
         }
     };
+    if !principal.permissions.allows(&method, &path) {
+        return Err(GatewayError::Auth(AuthError::EndpointNotAllowed {
+            prefix: principal.key_prefix.clone(),
+            method: method.to_string(),
+            path,
+        })
+        .into());
+    }
     if gw.auditor.is_some() {
         ctx.audit.policy = Some(
             principal

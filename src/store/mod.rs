@@ -9,8 +9,10 @@ use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Row};
 use tokio::sync::OnceCell;
 
+mod admin;
 mod users;
 
+pub use admin::{AdminSession, LoginFailures, MfaState, NewSession};
 pub use users::{normalize_email, NewUser, User};
 
 use crate::audit::LoggingPolicy;
@@ -38,6 +40,8 @@ pub enum StoreError {
     KeyNotFound(String),
     #[error("a user with the e-mail address {0:?} already exists")]
     UserExists(String),
+    #[error("no user with id {0}")]
+    UserNotFound(String),
     #[error("{0:?} is not a valid e-mail address")]
     InvalidEmail(String),
     #[error("stored data is corrupt: {0}")]
@@ -58,6 +62,7 @@ impl StoreError {
             StoreError::KeyNotFound(_) => "key_not_found",
             StoreError::UserExists(_) => "user_exists",
             StoreError::InvalidEmail(_) => "invalid_email",
+            StoreError::UserNotFound(_) => "user_not_found",
             StoreError::Corrupt(_) => "store_corrupt",
             StoreError::Random(e) => e.code(),
         }
@@ -111,6 +116,102 @@ pub struct ApiKeyRecord {
     /// Its tenant's logging policy.
     #[serde(skip)]
     pub tenant_logging_policy: Option<LoggingPolicy>,
+    /// The user who created it through the admin API; `None` for the CLI.
+    pub created_by: Option<String>,
+    /// What it may call: `full`, `read_only` or a list of endpoints.
+    pub permissions: KeyPermissions,
+}
+
+/// What an API key may call on the data plane (its models are `allowed_models`). Written as
+/// `"full"`, `"read_only"` or a list of endpoint paths in JSON, the CLI and the database.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum KeyPermissions {
+    /// Every endpoint.
+    #[default]
+    Full,
+    /// GET endpoints only (`/v1/models`).
+    ReadOnly,
+    /// These endpoint paths only, e.g. `["/v1/chat/completions", "/v1/models"]`.
+    Endpoints(Vec<String>),
+}
+
+impl serde::Serialize for KeyPermissions {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            KeyPermissions::Full => s.serialize_str("full"),
+            KeyPermissions::ReadOnly => s.serialize_str("read_only"),
+            KeyPermissions::Endpoints(list) => serde::Serialize::serialize(list, s),
+        }
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for KeyPermissions {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(serde::Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Name(String),
+            List(Vec<String>),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Name(name) => match name.as_str() {
+                "full" => Ok(KeyPermissions::Full),
+                "read_only" => Ok(KeyPermissions::ReadOnly),
+                other => Err(serde::de::Error::custom(format!(
+                    "unknown permissions {other:?}: use \"full\", \"read_only\" or a list of endpoint paths"
+                ))),
+            },
+            Raw::List(list) => KeyPermissions::endpoints(list).map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+impl KeyPermissions {
+    /// A custom list; each entry must be a data-plane path (`/v1/…`).
+    pub fn endpoints(list: Vec<String>) -> Result<KeyPermissions, String> {
+        if list.is_empty() {
+            return Err("an endpoint list must name at least one endpoint".into());
+        }
+        if let Some(bad) = list
+            .iter()
+            .find(|p| !p.starts_with("/v1/") || p.contains(char::is_whitespace))
+        {
+            return Err(format!(
+                "{bad:?} is not an endpoint path like \"/v1/chat/completions\""
+            ));
+        }
+        Ok(KeyPermissions::Endpoints(list))
+    }
+
+    /// Stored as `full`, `read_only` or a JSON array.
+    pub fn to_column(&self) -> String {
+        match self {
+            KeyPermissions::Full => "full".into(),
+            KeyPermissions::ReadOnly => "read_only".into(),
+            KeyPermissions::Endpoints(list) => {
+                serde_json::to_string(list).unwrap_or_else(|_| "[]".into())
+            }
+        }
+    }
+
+    pub fn from_column(text: &str) -> Result<KeyPermissions, StoreError> {
+        match text {
+            "full" => Ok(KeyPermissions::Full),
+            "read_only" => Ok(KeyPermissions::ReadOnly),
+            list => serde_json::from_str(list)
+                .map(KeyPermissions::Endpoints)
+                .map_err(|e| StoreError::Corrupt(format!("api_keys.permissions: {e}"))),
+        }
+    }
+
+    /// Whether a request with this method to this path is allowed.
+    pub fn allows(&self, method: &http::Method, path: &str) -> bool {
+        match self {
+            KeyPermissions::Full => true,
+            KeyPermissions::ReadOnly => method == http::Method::GET,
+            KeyPermissions::Endpoints(list) => list.iter().any(|p| p == path),
+        }
+    }
 }
 
 pub struct NewApiKey<'a> {
@@ -122,6 +223,8 @@ pub struct NewApiKey<'a> {
     pub expires_at: Option<i64>,
     pub guardrail_policy: Option<&'a str>,
     pub limits: LimitSet,
+    pub created_by: Option<&'a str>,
+    pub permissions: KeyPermissions,
 }
 
 /// Whether a revoke call changed anything: revoking twice is not an error.
@@ -153,7 +256,8 @@ const KEY_COLUMNS: &str = "k.id, k.tenant_id, t.name AS tenant, k.name, k.prefix
      t.guardrail_policy AS tenant_guardrail_policy, \
      k.rps, k.rpm, k.rph, k.tpm, k.max_concurrency, \
      t.rps AS t_rps, t.rpm AS t_rpm, t.rph AS t_rph, t.tpm AS t_tpm, \
-     t.max_concurrency AS t_max_concurrency, t.logging_policy AS tenant_logging_policy";
+     t.max_concurrency AS t_max_concurrency, t.logging_policy AS tenant_logging_policy, \
+     k.created_by, k.permissions";
 
 const TENANT_COLUMNS: &str =
     "id, name, created_at, guardrail_policy, rps, rpm, rph, tpm, max_concurrency, logging_policy";
@@ -349,14 +453,16 @@ impl Store {
             limits: new.limits,
             tenant_limits: tenant.limits,
             tenant_logging_policy: tenant.logging_policy,
+            created_by: new.created_by.map(str::to_string),
+            permissions: new.permissions,
         };
         let models = serde_json::to_string(&record.allowed_models)
             .map_err(|e| StoreError::Corrupt(e.to_string()))?;
         sqlx::query(
             "INSERT INTO api_keys (id, tenant_id, name, prefix, key_hash, allowed_models, \
              created_at, expires_at, revoked_at, guardrail_policy, rps, rpm, rph, tpm, \
-             max_concurrency) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, NULL, $9, $10, $11, $12, $13, $14)",
+             max_concurrency, created_by, permissions) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, NULL, $9, $10, $11, $12, $13, $14, $15, $16)",
         )
         .bind(&record.id)
         .bind(&record.tenant_id)
@@ -372,6 +478,8 @@ impl Store {
         .bind(record.limits.rph.map(i64::from))
         .bind(record.limits.tpm.map(|v| v as i64))
         .bind(record.limits.max_concurrency.map(i64::from))
+        .bind(&record.created_by)
+        .bind(record.permissions.to_column())
         .execute(self.pool().await?)
         .await?;
         Ok(record)
@@ -444,6 +552,35 @@ impl Store {
 }
 
 impl Store {
+    pub async fn api_key_by_id(&self, id: &str) -> Result<Option<ApiKeyRecord>, StoreError> {
+        let row = sqlx::query(&format!(
+            "SELECT {KEY_COLUMNS} FROM api_keys k JOIN tenants t ON t.id = k.tenant_id \
+             WHERE k.id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(self.pool().await?)
+        .await?;
+        row.as_ref().map(key_from_row).transpose()
+    }
+
+    /// Brings a key's expiry forward to `at` (never later than it already was): rotation.
+    pub async fn expire_api_key_by(&self, id: &str, at: i64) -> Result<i64, StoreError> {
+        let pool = self.pool().await?;
+        sqlx::query(
+            "UPDATE api_keys SET expires_at = $1 WHERE id = $2 \
+             AND (expires_at IS NULL OR expires_at > $1)",
+        )
+        .bind(at)
+        .bind(id)
+        .execute(pool)
+        .await?;
+        let key = self
+            .api_key_by_id(id)
+            .await?
+            .ok_or_else(|| StoreError::KeyNotFound(id.to_string()))?;
+        Ok(key.expires_at.unwrap_or(at))
+    }
+
     /// The name of the tenant an API key belongs to.
     pub async fn api_key_tenant(&self, id: &str) -> Result<String, StoreError> {
         let row = sqlx::query(
@@ -544,6 +681,8 @@ fn key_from_row(row: &AnyRow) -> Result<ApiKeyRecord, StoreError> {
         limits: limits_from_row(row, "")?,
         tenant_limits: limits_from_row(row, "t_")?,
         tenant_logging_policy: logging_from_row(row, "tenant_logging_policy")?,
+        created_by: row.try_get("created_by")?,
+        permissions: KeyPermissions::from_column(&row.try_get::<String, _>("permissions")?)?,
     })
 }
 

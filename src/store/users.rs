@@ -19,6 +19,8 @@ pub struct User {
     pub created_at: i64,
     pub password_changed_at: Option<i64>,
     pub disabled_at: Option<i64>,
+    /// When TOTP enrolment was confirmed; `None`: no MFA.
+    pub mfa_enabled_at: Option<i64>,
 }
 
 pub struct NewUser<'a> {
@@ -30,7 +32,7 @@ pub struct NewUser<'a> {
 }
 
 const USER_COLUMNS: &str = "u.id, u.email, u.role, t.name AS tenant_name, u.created_at, \
-     u.password_changed_at, u.disabled_at";
+     u.password_changed_at, u.disabled_at, u.mfa_enabled_at";
 
 /// E-mail addresses are compared lower-cased and trimmed: one account per mailbox.
 pub fn normalize_email(email: &str) -> Result<String, StoreError> {
@@ -75,6 +77,7 @@ impl Store {
             created_at: now,
             password_changed_at: new.password_hash.map(|_| now),
             disabled_at: None,
+            mfa_enabled_at: None,
         };
         let mut tx = self.pool().await?.begin().await?;
         let inserted = sqlx::query(
@@ -139,6 +142,21 @@ impl Store {
         }
     }
 
+    /// The user and their password hash (if they have a password).
+    pub async fn user_by_id(&self, id: &str) -> Result<Option<(User, Option<String>)>, StoreError> {
+        let row = sqlx::query(&format!(
+            "SELECT {USER_COLUMNS}, u.password_hash FROM users u LEFT JOIN tenants t ON t.id = u.tenant_id \
+             WHERE u.id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(self.pool().await?)
+        .await?;
+        match row {
+            Some(row) => Ok(Some((user_from_row(&row)?, row.try_get("password_hash")?))),
+            None => Ok(None),
+        }
+    }
+
     /// The user's previous password hashes, newest first.
     pub async fn password_history(
         &self,
@@ -170,6 +188,7 @@ fn user_from_row(row: &AnyRow) -> Result<User, StoreError> {
         created_at: row.try_get("created_at")?,
         password_changed_at: row.try_get("password_changed_at")?,
         disabled_at: row.try_get("disabled_at")?,
+        mfa_enabled_at: row.try_get("mfa_enabled_at")?,
     })
 }
 

@@ -54,6 +54,7 @@ pub struct Metrics {
     pub audit_write_failures: IntCounterVec,
     pub audit_spool_bytes: IntGauge,
     pub audit_purged: IntCounterVec,
+    pub admin_events: IntCounterVec,
 }
 
 impl Metrics {
@@ -222,6 +223,14 @@ impl Metrics {
             ),
             &["what"],
         )?;
+        let admin_events = IntCounterVec::new(
+            Opts::new(
+                "portcullis_admin_events_total",
+                "Admin-plane events (logins and their failures, key, user and setting changes), by action.",
+            ),
+            &["action"],
+        )?;
+        registry.register(Box::new(admin_events.clone()))?;
         registry.register(Box::new(audit_queue_depth.clone()))?;
         registry.register(Box::new(audit_batch_size.clone()))?;
         registry.register(Box::new(audit_batch_duration.clone()))?;
@@ -274,6 +283,7 @@ impl Metrics {
             audit_write_failures,
             audit_spool_bytes,
             audit_purged,
+            admin_events,
         })
     }
 
