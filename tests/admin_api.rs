@@ -209,7 +209,7 @@ async fn login_and_every_route_needs_a_token(s: &Admin) {
     let mut probed = 0;
     for (path, ops) in paths {
         for method in ops.as_object().unwrap().keys() {
-            if path == "/admin/v1/login" {
+            if path == "/admin/v1/login" || path.starts_with("/admin/v1/sso") {
                 continue;
             }
             let path = path.replace("{id}", "usr_x");

@@ -10,8 +10,9 @@ use http::{HeaderMap, Method, StatusCode};
 use serde::de::DeserializeOwned;
 
 use super::error::AdminError;
-use super::{resources, security, session};
+use super::{resources, security, session, sso};
 use crate::audit::Auditor;
+use crate::auth::oidc::OidcClient;
 use crate::auth::{KeyHasher, Permission};
 use crate::config::Config;
 use crate::store::Store;
@@ -29,6 +30,8 @@ pub struct AdminApi {
     /// bcrypt of a random password at the configured cost: a login for an unknown account is
     /// checked against it, so it takes as long as a wrong password for a real one.
     pub dummy_hash: String,
+    /// `[[users.sso]]`, in config order.
+    pub sso: Vec<OidcClient>,
 }
 
 impl AdminApi {
@@ -45,7 +48,14 @@ impl AdminApi {
         );
         let dummy_hash = bcrypt::non_truncating_hash(random, config.users.bcrypt_cost)
             .map_err(|e| AdminError::Internal(format!("bcrypt: {e}")))?;
+        let sso = config
+            .users
+            .sso
+            .iter()
+            .map(|p| OidcClient::new(p.clone()).map_err(|e| AdminError::Internal(e.to_string())))
+            .collect::<Result<_, _>>()?;
         Ok(AdminApi {
+            sso,
             hasher: KeyHasher::from_config(&config.auth),
             store,
             config,
@@ -137,10 +147,11 @@ impl Request {
     }
 }
 
-/// A successful answer: JSON with a status.
+/// A successful answer: JSON with a status (and, for SSO redirects, headers).
 pub struct Reply {
     pub status: StatusCode,
     pub body: serde_json::Value,
+    pub headers: Vec<(http::HeaderName, String)>,
 }
 
 impl Reply {
@@ -148,6 +159,7 @@ impl Reply {
         Ok(Reply {
             status: StatusCode::OK,
             body,
+            headers: Vec::new(),
         })
     }
 
@@ -155,6 +167,7 @@ impl Reply {
         Ok(Reply {
             status: StatusCode::CREATED,
             body,
+            headers: Vec::new(),
         })
     }
 }
@@ -162,7 +175,7 @@ impl Reply {
 /// Who may call a route.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Access {
-    /// No token: login only.
+    /// No token: password and SSO login only.
     Public,
     /// A valid session whose role has this permission.
     Signed(Permission),
@@ -171,6 +184,9 @@ pub enum Access {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Op {
     Login,
+    SsoProviders,
+    SsoLogin,
+    SsoCallback,
     Logout,
     LogoutAll,
     Reauth,
@@ -253,6 +269,12 @@ pub const ROUTES: &[Route] = &[
     route("POST", "/admin/v1/login", Op::Login, Public,
         "Log in with e-mail and password (and TOTP): returns a bearer token bound to a new session.")
         .body("LoginRequest"),
+    route("GET", "/admin/v1/sso", Op::SsoProviders, Public,
+        "The SSO providers administrators may log in with."),
+    route("GET", "/admin/v1/sso/{id}/login", Op::SsoLogin, Public,
+        "Start an SSO login: 302 to the provider (authorization code + PKCE, state, nonce)."),
+    route("GET", "/admin/v1/sso/{id}/callback", Op::SsoCallback, Public,
+        "Finish an SSO login: checks state and the ID token, maps claims to a role, returns a token like /login."),
     route("POST", "/admin/v1/logout", Op::Logout, Signed(P::OwnAccount),
         "End the session of the token used.").while_restricted(),
     route("POST", "/admin/v1/logout-all", Op::LogoutAll, Signed(P::OwnAccount),
@@ -355,7 +377,12 @@ pub async fn handle(api: &AdminApi, req: &Request) -> Result<Reply, AdminError> 
     let (route, params) = find_route(&req.method, &req.path)?;
     let param = params.first().copied().unwrap_or_default();
     let Signed(permission) = route.access else {
-        return session::login(api, req).await;
+        return match route.op {
+            Op::SsoProviders => sso::list(api),
+            Op::SsoLogin => sso::login(api, param).await,
+            Op::SsoCallback => sso::callback(api, req, param).await,
+            _ => session::login(api, req).await,
+        };
     };
     let caller = session::authenticate(api, req).await?;
     if let Some(restriction) = &caller.restriction {
@@ -373,7 +400,9 @@ pub async fn handle(api: &AdminApi, req: &Request) -> Result<Reply, AdminError> 
         caller.require_recent_auth(api).await?;
     }
     match route.op {
-        Op::Login => session::login(api, req).await,
+        Op::Login | Op::SsoProviders | Op::SsoLogin | Op::SsoCallback => Err(AdminError::Internal(
+            "a public route reached the signed dispatch".into(),
+        )),
         Op::Logout => session::logout(api, &caller).await,
         Op::LogoutAll => session::logout_all(api, &caller).await,
         Op::Reauth => session::reauth(api, req, &caller).await,
@@ -424,9 +453,13 @@ mod tests {
     }
 
     #[test]
-    fn only_login_is_public_and_every_route_is_unique() {
+    fn only_logins_are_public_and_every_route_is_unique() {
         for r in ROUTES {
-            assert_eq!(r.access == Public, r.op == Op::Login, "{}", r.path);
+            let public = matches!(
+                r.op,
+                Op::Login | Op::SsoProviders | Op::SsoLogin | Op::SsoCallback
+            );
+            assert_eq!(r.access == Public, public, "{}", r.path);
             assert_eq!(
                 ROUTES
                     .iter()

@@ -41,6 +41,9 @@ pub enum AdminError {
     Store(#[from] StoreError),
     #[error("{0}")]
     Internal(String),
+    /// A service the admin plane depends on (an SSO provider) failed.
+    #[error("{0}")]
+    Upstream(String, &'static str),
 }
 
 impl AdminError {
@@ -86,6 +89,7 @@ impl AdminError {
                 _ => StatusCode::INTERNAL_SERVER_ERROR,
             },
             AdminError::Password(_) | AdminError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            AdminError::Upstream(..) => StatusCode::BAD_GATEWAY,
         }
     }
 
@@ -105,6 +109,7 @@ impl AdminError {
             AdminError::Password(e) => e.code(),
             AdminError::Store(e) => e.code(),
             AdminError::Internal(_) => "internal_error",
+            AdminError::Upstream(_, code) => code,
         }
     }
 

@@ -8,6 +8,7 @@ pub mod openapi;
 pub mod resources;
 pub mod security;
 pub mod session;
+pub mod sso;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -105,11 +106,19 @@ impl AdminApp {
             client_ip,
         );
         match api::handle(&self.api, &req).await {
-            Ok(reply) => respond(
-                reply.status,
-                "application/json",
-                reply.body.to_string().into_bytes(),
-            ),
+            Ok(reply) => {
+                let mut response = respond(
+                    reply.status,
+                    "application/json",
+                    reply.body.to_string().into_bytes(),
+                );
+                for (name, value) in reply.headers {
+                    if let Ok(value) = value.parse() {
+                        response.headers_mut().append(name, value);
+                    }
+                }
+                response
+            }
             Err(e) => error_response(&e),
         }
     }

@@ -5,6 +5,7 @@
 
 pub mod api_keys;
 pub mod jwt;
+pub mod oidc;
 pub mod passwords;
 pub mod roles;
 pub mod totp;

@@ -174,7 +174,7 @@ fn non_empty(v: &Option<String>) -> Option<String> {
 }
 
 /// Keys are fetched over HTTPS; plain HTTP only to this machine (tests, a local sidecar).
-fn check_url(p: &mut Problems, key: &str, url: &str) {
+pub(super) fn check_url(p: &mut Problems, key: &str, url: &str) {
     let Some((scheme, rest)) = url.split_once("://") else {
         p.push(key, format!("{url:?} is not an http(s) URL"));
         return;

@@ -8,6 +8,7 @@ mod jwt;
 mod limits;
 mod raw;
 mod secret;
+mod sso;
 mod users;
 
 use std::collections::HashSet;
@@ -21,6 +22,7 @@ pub use jwt::{ClaimNames, JwtConfig, JwtIssuer};
 pub use limits::{Backend as LimitsBackend, LimitsConfig, OnExceed, OnRedisError, RedisSettings};
 pub use raw::RawConfig;
 pub use secret::{Secret, SecretRef};
+pub use sso::SsoProvider;
 pub use users::{MfaPolicy, PasswordPolicy, SessionPolicy, UsersConfig, MAX_PASSWORD_BYTES};
 
 use crate::providers::{MockProvider, OpenAiProvider, Provider, ProviderKind};

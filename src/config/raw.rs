@@ -364,6 +364,44 @@ pub struct RawUsers {
     pub password_policy: RawPasswordPolicy,
     pub sessions: RawSessions,
     pub mfa: RawMfa,
+    pub sso: Vec<RawSso>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSso {
+    pub name: String,
+    pub issuer: String,
+    pub client_id: String,
+    #[serde(default)]
+    pub client_secret: Option<String>,
+    pub redirect_url: String,
+    #[serde(default = "default_sso_scopes")]
+    pub scopes: Vec<String>,
+    #[serde(default = "default_email_claim")]
+    pub email_claim: String,
+    #[serde(default = "default_role_claim")]
+    pub role_claim: String,
+    #[serde(default)]
+    pub role_mapping: std::collections::BTreeMap<String, String>,
+    #[serde(default)]
+    pub default_role: Option<String>,
+    #[serde(default)]
+    pub tenant: Option<String>,
+    #[serde(default)]
+    pub allowed_domains: Vec<String>,
+}
+
+fn default_sso_scopes() -> Vec<String> {
+    vec!["openid".into(), "email".into(), "profile".into()]
+}
+
+fn default_email_claim() -> String {
+    "email".into()
+}
+
+fn default_role_claim() -> String {
+    "groups".into()
 }
 
 impl Default for RawUsers {
@@ -373,6 +411,7 @@ impl Default for RawUsers {
             password_policy: RawPasswordPolicy::default(),
             sessions: RawSessions::default(),
             mfa: RawMfa::default(),
+            sso: Vec::new(),
         }
     }
 }

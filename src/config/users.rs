@@ -15,6 +15,7 @@ pub struct UsersConfig {
     pub password_policy: PasswordPolicy,
     pub sessions: SessionPolicy,
     pub mfa: MfaPolicy,
+    pub sso: Vec<super::sso::SsoProvider>,
 }
 
 /// How long an administrator's login lasts.
@@ -118,6 +119,7 @@ pub(super) fn validate(raw: &RawUsers, p: &mut Problems) -> UsersConfig {
         p.push("users.mfa.issuer", "must not be empty");
     }
     UsersConfig {
+        sso: super::sso::validate(&raw.sso, p),
         sessions: SessionPolicy {
             token_lifetime_seconds: s.token_lifetime_seconds,
             idle_timeout_seconds: s.idle_timeout_seconds,

@@ -499,3 +499,90 @@ fn session_from_row(row: &AnyRow) -> Result<AdminSession, StoreError> {
         user_agent: row.try_get("user_agent")?,
     })
 }
+
+/// An SSO login waiting for its callback.
+#[derive(Debug, Clone)]
+pub struct PendingSso {
+    pub provider: String,
+    pub nonce: String,
+    pub pkce_verifier: String,
+    pub created_at: i64,
+}
+
+impl Store {
+    pub async fn put_sso_login(
+        &self,
+        state_hash: &str,
+        login: &PendingSso,
+    ) -> Result<(), StoreError> {
+        let pool = self.pool().await?;
+        // Abandoned logins are cleared as new ones start.
+        sqlx::query("DELETE FROM sso_logins WHERE created_at < $1")
+            .bind(now_millis() - 3_600_000)
+            .execute(pool)
+            .await?;
+        sqlx::query(
+            "INSERT INTO sso_logins (state_hash, provider, nonce, pkce_verifier, created_at) \
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(state_hash)
+        .bind(&login.provider)
+        .bind(&login.nonce)
+        .bind(&login.pkce_verifier)
+        .bind(login.created_at)
+        .execute(pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Takes (reads and deletes) a pending login: a `state` works once. One statement, so two
+    /// callbacks racing with one state cannot both get it (and SQLite never has to upgrade a
+    /// read transaction to a write one, which fails at once when another writer is busy).
+    pub async fn take_sso_login(&self, state_hash: &str) -> Result<Option<PendingSso>, StoreError> {
+        let row = sqlx::query(
+            "DELETE FROM sso_logins WHERE state_hash = $1 \
+             RETURNING provider, nonce, pkce_verifier, created_at",
+        )
+        .bind(state_hash)
+        .fetch_optional(self.pool().await?)
+        .await?;
+        row.map(|r| {
+            Ok(PendingSso {
+                provider: r.try_get("provider")?,
+                nonce: r.try_get("nonce")?,
+                pkce_verifier: r.try_get("pkce_verifier")?,
+                created_at: r.try_get("created_at")?,
+            })
+        })
+        .transpose()
+    }
+
+    /// The (provider, subject) a user is linked to, if any.
+    pub async fn sso_link(&self, user_id: &str) -> Result<Option<(String, String)>, StoreError> {
+        let row = sqlx::query("SELECT sso_provider, sso_subject FROM users WHERE id = $1")
+            .bind(user_id)
+            .fetch_optional(self.pool().await?)
+            .await?;
+        let Some(row) = row else {
+            return Err(StoreError::UserNotFound(user_id.to_string()));
+        };
+        let provider: Option<String> = row.try_get("sso_provider")?;
+        let subject: Option<String> = row.try_get("sso_subject")?;
+        Ok(provider.zip(subject))
+    }
+
+    pub async fn link_sso(
+        &self,
+        user_id: &str,
+        provider: &str,
+        subject: &str,
+    ) -> Result<(), StoreError> {
+        sqlx::query("UPDATE users SET sso_provider = $1, sso_subject = $2 WHERE id = $3")
+            .bind(provider)
+            .bind(subject)
+            .bind(user_id)
+            .execute(self.pool().await?)
+            .await?;
+        Ok(())
+    }
+}

@@ -12,7 +12,7 @@ use tokio::sync::OnceCell;
 mod admin;
 mod users;
 
-pub use admin::{AdminSession, LoginFailures, MfaState, NewSession};
+pub use admin::{AdminSession, LoginFailures, MfaState, NewSession, PendingSso};
 pub use users::{normalize_email, NewUser, User};
 
 use crate::audit::LoggingPolicy;
