@@ -25,6 +25,7 @@ const PASSWORD: &str = "Correct-Horse-9-Battery";
 struct Admin {
     gw: TestGateway,
     http: reqwest::Client,
+    db_url: String,
 }
 
 fn setup(database_url: Option<&str>, bcrypt_cost: u32) -> Admin {
@@ -35,9 +36,13 @@ fn setup(database_url: Option<&str>, bcrypt_cost: u32) -> Admin {
     let gw = TestGateway::start_with_database(&body, "", "", database_url);
     gw.create_tenant("acme");
     gw.create_tenant("globex");
+    let db_url = database_url
+        .map(str::to_string)
+        .unwrap_or_else(|| format!("sqlite://{}", gw.dir.path().join("portcullis.db").display()));
     let admin = Admin {
         gw,
         http: reqwest::Client::new(),
+        db_url,
     };
     admin.cli_user(ROOT, "admin", None);
     admin
@@ -623,6 +628,43 @@ async fn rbac_and_keys(s: &Admin) {
         .login_with(json!({"email": "dev@bank.example", "password": "Another-Good-Pass-7"}))
         .await;
     assert_eq!(status, 200);
+
+    // A password older than max_age_days (90): the session may only change it.
+    sqlx::any::install_default_drivers();
+    let mut db = <sqlx::AnyConnection as sqlx::Connection>::connect(&s.db_url)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE users SET password_changed_at = 1 WHERE email = 'viewer@bank.example'")
+        .execute(&mut db)
+        .await
+        .unwrap();
+    let (status, v) = s
+        .login_with(json!({"email": "viewer@bank.example", "password": PASSWORD}))
+        .await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["restriction"]["code"], "password_expired", "{v}");
+    let old = v["token"].as_str().unwrap().to_string();
+    let (status, v) = s.get("/admin/v1/keys", &old).await;
+    assert_eq!((status, code(&v)), (403, "session_restricted"), "{v}");
+    let (status, v) = s
+        .put(
+            "/admin/v1/me/password",
+            &old,
+            json!({"current_password": PASSWORD, "new_password": "Fresh-Password-2026!"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(s.get("/admin/v1/keys", &old).await.0, 200);
+
+    // Admin actions reach the audit trail, by user id and without secrets.
+    let out =
+        s.gw.cli(&["audit", "search", "--action", "key.rotated", "--json"]);
+    let found = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && found.contains("key.rotated"),
+        "{found}"
+    );
+    assert!(!found.contains(new_secret));
 }
 
 fn now() -> u64 {

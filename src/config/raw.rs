@@ -446,6 +446,7 @@ pub struct RawMfa {
     pub grace_period_days: u64,
 }
 
+
 impl Default for RawMfa {
     fn default() -> Self {
         RawMfa {
