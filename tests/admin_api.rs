@@ -26,6 +26,15 @@ struct Admin {
     gw: TestGateway,
     http: reqwest::Client,
     db_url: String,
+    /// Every secret the tests saw (key secrets, TOTP secrets and recovery codes, passwords):
+    /// none may appear in the gateway's log.
+    secrets: std::sync::Mutex<Vec<String>>,
+}
+
+impl Admin {
+    fn saw(&self, secret: &str) {
+        self.secrets.lock().unwrap().push(secret.to_string());
+    }
 }
 
 fn setup(database_url: Option<&str>, bcrypt_cost: u32) -> Admin {
@@ -43,6 +52,7 @@ fn setup(database_url: Option<&str>, bcrypt_cost: u32) -> Admin {
         gw,
         http: reqwest::Client::new(),
         db_url,
+        secrets: std::sync::Mutex::new(vec![PASSWORD.into(), "Wrong-password-1!".into()]),
     };
     admin.cli_user(ROOT, "admin", None);
     admin
@@ -313,6 +323,31 @@ async fn sessions(s: &Admin) {
         (403, "reauthentication_required"),
         "{v}"
     );
+    let ops_id = s.user_id(&root, "ops@bank.example").await;
+    let (status, v) = s
+        .put(
+            &format!("/admin/v1/users/{ops_id}/role"),
+            &root,
+            json!({"role": "viewer"}),
+        )
+        .await;
+    assert_eq!(
+        (status, code(&v)),
+        (403, "reauthentication_required"),
+        "{v}"
+    );
+    let (status, v) = s
+        .put(
+            "/admin/v1/security-settings",
+            &root,
+            json!({"sessions": {"reauth_window_seconds": 300}}),
+        )
+        .await;
+    assert_eq!(
+        (status, code(&v)),
+        (403, "reauthentication_required"),
+        "{v}"
+    );
     let (status, v) = s
         .post("/admin/v1/reauth", &root, json!({"password": "nope"}))
         .await;
@@ -323,6 +358,7 @@ async fn sessions(s: &Admin) {
     assert_eq!(status, 200, "{v}");
     let (status, v) = s.post("/admin/v1/keys", &root, create).await;
     assert_eq!(status, 201, "{v}");
+    s.saw(v["key"].as_str().unwrap());
 
     // Idle timeout and maximum duration apply to live sessions.
     let (status, _) = s
@@ -447,6 +483,7 @@ async fn rbac_and_keys(s: &Admin) {
         .await;
     assert_eq!(status, 201, "{admin_key}");
     let admin_secret = admin_key["key"].as_str().unwrap().to_string();
+    s.saw(&admin_secret);
     assert!(admin_secret.starts_with("pc_"));
     let (status, globex_key) = s
         .post(
@@ -532,10 +569,14 @@ async fn rbac_and_keys(s: &Admin) {
         .await;
     assert_eq!(status, 201, "{rotated}");
     let new_secret = rotated["key"].as_str().unwrap();
+    s.saw(new_secret);
     assert_ne!(new_secret, admin_secret);
     assert_eq!(s.chat(new_secret).await, 200);
     assert_eq!(s.chat(&admin_secret).await, 200);
-    assert!(rotated["replaces"]["expires_at"].as_i64().unwrap() > 0);
+    // The old key now expires an hour from now (it had no expiry before).
+    let in_an_hour = (now() as i64 + 3600) * 1000;
+    let old_expiry = rotated["replaces"]["expires_at"].as_i64().unwrap();
+    assert!((old_expiry - in_an_hour).abs() < 60_000, "{rotated}");
     // Revocation.
     let new_id = rotated["id"].as_str().unwrap();
     let (status, _) = s.delete(&format!("/admin/v1/keys/{new_id}"), &root).await;
@@ -559,6 +600,7 @@ async fn rbac_and_keys(s: &Admin) {
         )
         .await;
     let ro = ro["key"].as_str().unwrap();
+    s.saw(ro);
     assert_eq!(s.models(ro).await, 200);
     assert_eq!(s.chat(ro).await, 403);
     let (_, custom) = s
@@ -569,6 +611,7 @@ async fn rbac_and_keys(s: &Admin) {
         )
         .await;
     let custom = custom["key"].as_str().unwrap();
+    s.saw(custom);
     assert_eq!(s.chat(custom).await, 200);
     assert_eq!(s.models(custom).await, 403);
     let (status, v) = s
@@ -656,6 +699,80 @@ async fn rbac_and_keys(s: &Admin) {
     assert_eq!(status, 200, "{v}");
     assert_eq!(s.get("/admin/v1/keys", &old).await.0, 200);
 
+    // An admin scoped to a tenant runs that tenant only: nothing gateway-wide, nobody else's.
+    s.cli_user("acme-admin@bank.example", "admin", Some("acme"));
+    let scoped = s.login("acme-admin@bank.example").await;
+    for (method, path) in [
+        (Method::GET, "/admin/v1/security-settings"),
+        (Method::PUT, "/admin/v1/security-settings"),
+        (Method::GET, "/admin/v1/login-failures"),
+        (Method::POST, "/admin/v1/tenants"),
+    ] {
+        let (status, v) = s
+            .call(
+                method.clone(),
+                path,
+                Some(&scoped),
+                Some(json!({"name": "t2"})),
+            )
+            .await;
+        assert_eq!(
+            (status, code(&v)),
+            (403, "permission_denied"),
+            "{method} {path}: {v}"
+        );
+    }
+    let (status, v) = s
+        .post("/admin/v1/users", &scoped, json!({"email": "x@bank.example", "password": PASSWORD, "role": "admin", "tenant": "globex"}))
+        .await;
+    assert_eq!(status, 403, "{v}");
+    let (status, v) = s
+        .post(
+            "/admin/v1/users",
+            &scoped,
+            json!({"email": "y@bank.example", "password": PASSWORD, "role": "admin"}),
+        )
+        .await;
+    assert_eq!(
+        (status, v["tenant"].as_str()),
+        (201, Some("acme")),
+        "created in its own tenant: {v}"
+    );
+    let gmgr_id = s.user_id(&root, "gmgr@bank.example").await;
+    let (status, _) = s
+        .put(
+            &format!("/admin/v1/users/{gmgr_id}/role"),
+            &scoped,
+            json!({"role": "viewer"}),
+        )
+        .await;
+    assert_eq!(status, 404);
+    let (status, _) = s
+        .post(
+            &format!("/admin/v1/users/{gmgr_id}/reset-mfa"),
+            &scoped,
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 404);
+    let (status, all) = s.get("/admin/v1/sessions?all=true", &scoped).await;
+    assert_eq!(status, 200);
+    let gmgr_sessions = s
+        .get(&format!("/admin/v1/sessions?user_id={gmgr_id}"), &root)
+        .await
+        .1;
+    let gmgr_session = gmgr_sessions["data"][0]["id"].as_str().unwrap();
+    assert!(!all.to_string().contains(gmgr_session), "{all}");
+    let (_, users) = s.get("/admin/v1/users", &scoped).await;
+    assert!(
+        users["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|u| u["tenant"] == "acme"),
+        "{users}"
+    );
+
     // Admin actions reach the audit trail, by user id and without secrets.
     let out =
         s.gw.cli(&["audit", "search", "--action", "key.rotated", "--json"]);
@@ -681,6 +798,7 @@ async fn mfa(s: &Admin) {
     let token = s.login("mfa@bank.example").await;
     let (status, enrol) = s.post("/admin/v1/me/mfa/totp", &token, json!({})).await;
     assert_eq!(status, 200, "{enrol}");
+    s.saw(enrol["secret"].as_str().unwrap());
     let secret = totp::decode_secret(enrol["secret"].as_str().unwrap()).unwrap();
     let uri = enrol["otpauth_uri"].as_str().unwrap();
     assert!(
@@ -707,9 +825,15 @@ async fn mfa(s: &Admin) {
         )
         .await;
     assert_eq!(status, 200, "{confirmed}");
+    for p in ["Another-Good-Pass-7", "Fresh-Password-2026!"] {
+        s.saw(p);
+    }
     let recovery: Vec<String> =
         serde_json::from_value(confirmed["recovery_codes"].clone()).unwrap();
     assert_eq!(recovery.len(), 10);
+    for code in &recovery {
+        s.saw(code);
+    }
 
     let login = |extra: Value| {
         let mut body = json!({"email": "mfa@bank.example", "password": PASSWORD});
@@ -804,8 +928,11 @@ async fn mfa(s: &Admin) {
 /// Secrets and passwords never reach the log.
 fn log_holds_no_secrets(s: &Admin) {
     let log = s.gw.log();
-    assert!(!log.contains(PASSWORD), "the log holds a password");
-    assert!(!log.contains("Wrong-password-1!"));
+    let secrets = s.secrets.lock().unwrap();
+    assert!(secrets.len() >= 20, "{}", secrets.len());
+    for secret in secrets.iter() {
+        assert!(!log.contains(secret.as_str()), "the log holds a secret");
+    }
     assert!(!log.contains("pcs_"), "the log holds an admin token");
 }
 

@@ -19,6 +19,8 @@ const CLIENT_SECRET: &str = "test-only-sso-client-secret";
 /// The callback registered at the provider. The provider never calls it (the browser does), so
 /// it need not be the gateway's port; the gateway checks it ends with its callback path.
 const REDIRECT: &str = "http://localhost/admin/v1/sso/test/callback";
+/// A second provider, bound to tenant acme (same client at the same test provider).
+const ACME_REDIRECT: &str = "http://localhost/admin/v1/sso/acme/callback";
 
 struct Sso {
     idp: TestIdp,
@@ -29,7 +31,7 @@ struct Sso {
 
 async fn setup(database_url: Option<&str>) -> Sso {
     let idp = TestIdp::start(vec![SigningKey::rs256("rsa-1")]).await;
-    idp.register_client(CLIENT_ID, CLIENT_SECRET, REDIRECT);
+    idp.register_client(CLIENT_ID, CLIENT_SECRET, &[REDIRECT, ACME_REDIRECT]);
     let secret_dir = tempfile::tempdir().unwrap();
     let secret = secret_dir.path().join("sso-secret");
     std::fs::write(&secret, CLIENT_SECRET).unwrap();
@@ -57,11 +59,21 @@ allowed_domains = ["bank.example"]
 [users.sso.role_mapping]
 "portcullis-admins" = "admin"
 "auditors" = "viewer"
+
+[[users.sso]]
+name = "acme"
+issuer = "{issuer}"
+client_id = "{CLIENT_ID}"
+client_secret = "file:{secret}"
+redirect_url = "{ACME_REDIRECT}"
+tenant = "acme"
+default_role = "developer"
 "#,
         issuer = idp.issuer(),
         secret = secret.display(),
     );
     let gw = TestGateway::start_with_database(&body, "", "", database_url);
+    gw.create_tenant("acme");
     Sso {
         idp,
         gw,
@@ -82,10 +94,17 @@ struct Flow {
 impl Sso {
     /// Login at the gateway, then sign in at the provider as `claims`; the callback to call.
     async fn start(&self, claims: Value) -> Flow {
+        self.start_at("test", claims).await
+    }
+
+    async fn start_at(&self, provider: &str, claims: Value) -> Flow {
         self.idp.sign_in_as(claims);
         let resp = self
             .http
-            .get(self.gw.admin_url("/admin/v1/sso/test/login"))
+            .get(
+                self.gw
+                    .admin_url(&format!("/admin/v1/sso/{provider}/login")),
+            )
             .send()
             .await
             .unwrap();
@@ -107,11 +126,12 @@ impl Sso {
             resp.text().await.unwrap()
         );
         let back = resp.headers()["location"].to_str().unwrap().to_string();
-        let query = back.strip_prefix(REDIRECT).unwrap();
+        let callback = format!("/admin/v1/sso/{provider}/callback");
+        let query = back
+            .strip_prefix(&format!("http://localhost{callback}"))
+            .unwrap();
         Flow {
-            callback_url: self
-                .gw
-                .admin_url(&format!("/admin/v1/sso/test/callback{query}")),
+            callback_url: self.gw.admin_url(&format!("{callback}{query}")),
             cookie,
         }
     }
@@ -238,7 +258,7 @@ async fn sso_flows(s: &Sso) {
     let (status, v) = s.login(ann(&["interns"])).await;
     assert_eq!((status, code(&v)), (401, "sso_no_role"), "{v}");
     let (status, v) = s
-        .login(json!({"sub": "x-2", "email": "eve@evil.example", "groups": ["portcullis-admins"]}))
+        .login(json!({"sub": "x-2", "email": "eve@evil.example", "email_verified": true, "groups": ["portcullis-admins"]}))
         .await;
     assert_eq!((status, code(&v)), (401, "sso_domain_not_allowed"), "{v}");
     let (status, v) = s
@@ -247,9 +267,64 @@ async fn sso_flows(s: &Sso) {
     assert_eq!((status, code(&v)), (401, "sso_email_unverified"), "{v}");
     // Ann's address, but another identity at the provider (the address was re-assigned).
     let (status, v) = s
-        .login(json!({"sub": "idp-user-2", "email": "ann@bank.example", "groups": ["portcullis-admins"]}))
+        .login(json!({"sub": "idp-user-2", "email": "ann@bank.example", "email_verified": true, "groups": ["portcullis-admins"]}))
         .await;
     assert_eq!((status, code(&v)), (401, "sso_subject_mismatch"), "{v}");
+
+    // Without email_verified the provider does not vouch for the address.
+    let (status, v) = s
+        .login(json!({"sub": "x-4", "email": "carl@bank.example", "groups": ["auditors"]}))
+        .await;
+    assert_eq!((status, code(&v)), (401, "sso_email_unverified"), "{v}");
+    // Ann's identity with a new address: the old account is not handed to a new one.
+    let (status, v) = s
+        .login(json!({"sub": "idp-user-1", "email": "ann.new@bank.example", "email_verified": true, "groups": ["auditors"]}))
+        .await;
+    assert_eq!((status, code(&v)), (401, "sso_subject_mismatch"), "{v}");
+    // A password account is never taken over on the provider's word.
+    let mut child = std::process::Command::new(support::gateway::BIN)
+        .args([
+            "users",
+            "create",
+            "--email",
+            "root@bank.example",
+            "--role",
+            "admin",
+            "--config",
+        ])
+        .arg(&s.gw.config_path)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(child.stdin.as_mut().unwrap(), b"Correct-Horse-9-Battery\n").unwrap();
+    assert!(child.wait().unwrap().success());
+    let (status, v) = s
+        .login(json!({"sub": "attacker", "email": "root@bank.example", "email_verified": true, "groups": ["portcullis-admins"]}))
+        .await;
+    assert_eq!((status, code(&v)), (401, "sso_account_has_password"), "{v}");
+    // A provider bound to tenant acme creates acme users, and cannot log into others.
+    let flow = s
+        .start_at(
+            "acme",
+            json!({"sub": "acme-1", "email": "dora@bank.example", "email_verified": true}),
+        )
+        .await;
+    let (status, v) = s.finish(&flow).await;
+    assert_eq!(status, 200, "{v}");
+    let me = s.me(v["token"].as_str().unwrap()).await;
+    assert_eq!(
+        (me["user"]["tenant"].as_str(), me["user"]["role"].as_str()),
+        (Some("acme"), Some("developer"))
+    );
+    let flow = s
+        .start_at(
+            "acme",
+            json!({"sub": "idp-user-1", "email": "ann@bank.example", "email_verified": true}),
+        )
+        .await;
+    let (status, v) = s.finish(&flow).await;
+    assert_eq!((status, code(&v)), (401, "sso_tenant_mismatch"), "{v}");
 
     // The provider refusing the login.
     s.idp.sign_in_as(ann(&["auditors"]));

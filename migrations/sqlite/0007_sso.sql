@@ -15,3 +15,5 @@ CREATE TABLE sso_logins (
 -- the account.
 ALTER TABLE users ADD COLUMN sso_provider TEXT;
 ALTER TABLE users ADD COLUMN sso_subject TEXT;
+-- One account per provider identity (NULLs, i.e. unlinked users, do not collide).
+CREATE UNIQUE INDEX users_sso_identity ON users (sso_provider, sso_subject);

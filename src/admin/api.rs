@@ -421,9 +421,18 @@ pub async fn handle(api: &AdminApi, req: &Request) -> Result<Reply, AdminError> 
         Op::SetRole => resources::set_role(api, req, &caller, param).await,
         Op::ResetMfa => security::reset_mfa(api, &caller, param).await,
         Op::ListRoles => resources::list_roles(),
-        Op::GetSecurity => security::get_settings(api).await,
-        Op::PutSecurity => security::put_settings(api, req, &caller).await,
-        Op::LoginFailures => security::login_failures(api).await,
+        Op::GetSecurity => {
+            caller.require_unscoped("read the security settings")?;
+            security::get_settings(api).await
+        }
+        Op::PutSecurity => {
+            caller.require_unscoped("change the security settings")?;
+            security::put_settings(api, req, &caller).await
+        }
+        Op::LoginFailures => {
+            caller.require_unscoped("read every account's failed logins")?;
+            security::login_failures(api).await
+        }
         Op::MfaEnroll => security::mfa_enroll(api, &caller).await,
         Op::MfaConfirm => security::mfa_confirm(api, req, &caller).await,
         Op::OpenApi => Reply::ok(super::openapi::document()),

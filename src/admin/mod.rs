@@ -88,6 +88,16 @@ impl ServeHttp for AdminApp {
 
 impl AdminApp {
     async fn admin_api(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
+        let mut response = self.admin_api_response(session).await;
+        // Answers carry tokens, key secrets and recovery codes: never cached anywhere.
+        response.headers_mut().insert(
+            http::header::CACHE_CONTROL,
+            http::HeaderValue::from_static("no-store"),
+        );
+        response
+    }
+
+    async fn admin_api_response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
         let body = match read_body(session).await {
             Ok(body) => body,
             Err(e) => return error_response(&e),

@@ -323,7 +323,8 @@ pub async fn list_users(api: &AdminApi, caller: &Caller) -> Result<Reply, AdminE
 #[serde(deny_unknown_fields)]
 struct CreateUser {
     email: String,
-    password: String,
+    /// Leave out for a user who will log in only through SSO.
+    password: Option<String>,
     role: Role,
     tenant: Option<String>,
 }
@@ -347,20 +348,20 @@ pub async fn create_user(
     };
     let users = &api.config.users;
     let email = crate::store::normalize_email(&body.email)?;
-    let hash = passwords::hash_new(
-        &users.password_policy,
-        users.bcrypt_cost,
-        &body.password,
-        &email,
-    )
-    .await?;
+    let hash = match &body.password {
+        Some(password) => Some(
+            passwords::hash_new(&users.password_policy, users.bcrypt_cost, password, &email)
+                .await?,
+        ),
+        None => None,
+    };
     let user = api
         .store
         .create_user(NewUser {
             email: &email,
             role: body.role,
             tenant: tenant.as_deref(),
-            password_hash: Some(&hash),
+            password_hash: hash.as_deref(),
         })
         .await?;
     api.event(

@@ -209,6 +209,10 @@ pub async fn login_failures(api: &AdminApi) -> Result<Reply, AdminError> {
 /// Starts TOTP enrolment: a new secret waits for its first code. Until confirmed, the user's
 /// current MFA (if any) stays in force.
 pub async fn mfa_enroll(api: &AdminApi, caller: &Caller) -> Result<Reply, AdminError> {
+    // Replacing a working second factor needs it (a stolen token alone must not swap it).
+    if caller.user.mfa_enabled_at.is_some() {
+        caller.require_recent_auth(api).await?;
+    }
     let secret = totp::generate_secret().map_err(|e| AdminError::Internal(e.to_string()))?;
     let encoded = totp::encode_secret(&secret);
     api.store.set_pending_mfa(&caller.user.id, &encoded).await?;
@@ -234,6 +238,9 @@ pub async fn mfa_confirm(
     caller: &Caller,
 ) -> Result<Reply, AdminError> {
     let body: ConfirmRequest = req.json()?;
+    if caller.user.mfa_enabled_at.is_some() {
+        caller.require_recent_auth(api).await?;
+    }
     let state = api.store.mfa_state(&caller.user.id).await?;
     let Some(pending) = state.pending_secret else {
         return Err(AdminError::bad_request(

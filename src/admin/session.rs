@@ -60,6 +60,17 @@ impl Caller {
         self.user.role.allows(permission)
     }
 
+    /// Gateway-wide settings and data (security settings, login failures of every account) are
+    /// for unscoped admins: an admin of one tenant must not weaken every tenant's sessions.
+    pub fn require_unscoped(&self, what: &str) -> Result<(), AdminError> {
+        match &self.user.tenant {
+            None => Ok(()),
+            Some(t) => Err(AdminError::Forbidden(format!(
+                "A user scoped to tenant {t} cannot {what}: it applies to every tenant."
+            ))),
+        }
+    }
+
     /// Whether the caller may see this tenant's keys, users and records.
     pub fn sees_tenant(&self, tenant: &str) -> bool {
         self.user.tenant.as_deref().is_none_or(|t| t == tenant)
@@ -195,7 +206,10 @@ struct LoginRequest {
 
 pub async fn login(api: &AdminApi, req: &Request) -> Result<Reply, AdminError> {
     let body: LoginRequest = req.json()?;
-    let account = body.email.trim().to_lowercase();
+    // Counted and audited under the address typed, unless it is not one (a password typed
+    // into the wrong field must not end up in the audit trail).
+    let account = crate::store::normalize_email(&body.email)
+        .unwrap_or_else(|_| "(not an e-mail address)".to_string());
     let found = api.store.user_by_email(&body.email).await?;
     // Unknown, disabled and password-less (SSO-only) accounts are checked against the dummy
     // hash and refused with the same answer as a wrong password.
@@ -496,7 +510,8 @@ pub async fn list_sessions(
         (false, Some(user)) => Some(user),
         (false, None) => Some(caller.user.id.clone()),
     };
-    let mut sessions = api.store.list_sessions(whose.as_deref()).await?;
+    let idle = millis(caller.settings.sessions.idle_timeout_seconds);
+    let mut sessions = api.store.list_sessions(whose.as_deref(), idle).await?;
     // A tenant-scoped admin sees the sessions of their tenant's users only.
     if caller.user.tenant.is_some() {
         let mut visible = Vec::new();

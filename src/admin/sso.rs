@@ -78,7 +78,6 @@ pub async fn login(api: &AdminApi, name: &str) -> Result<Reply, AdminError> {
         headers: vec![
             (http::header::LOCATION, started.authorization_url),
             (http::header::SET_COOKIE, cookie),
-            (http::header::CACHE_CONTROL, "no-store".into()),
         ],
     })
 }
@@ -156,9 +155,10 @@ pub async fn callback(api: &AdminApi, req: &Request, name: &str) -> Result<Reply
         .await;
     };
     let email = crate::store::normalize_email(email)?;
-    if claims.get("email_verified").and_then(|v| v.as_bool()) == Some(false) {
+    let verified = claims.get("email_verified").and_then(|v| v.as_bool());
+    if verified == Some(false) || (p.require_verified_email && verified != Some(true)) {
         return refuse(
-            "The provider has not verified this e-mail address.".into(),
+            "The provider does not vouch for this e-mail address (email_verified).".into(),
             "sso_email_unverified",
         )
         .await;
@@ -182,10 +182,20 @@ pub async fn callback(api: &AdminApi, req: &Request, name: &str) -> Result<Reply
         .await;
     };
 
+    // The provider identity already belongs to one account: it must be this address's.
+    let linked = api.store.user_id_by_sso(name, &identity.subject).await?;
     let user = match api.store.user_by_email(&email).await? {
-        Some((user, _)) => {
+        Some((user, password_hash)) => {
             if user.disabled_at.is_some() {
                 return refuse("This account is disabled.".into(), "account_disabled").await;
+            }
+            // A provider bound to a tenant only logs into that tenant's accounts.
+            if p.tenant.is_some() && user.tenant != p.tenant {
+                return refuse(
+                    format!("{name} may not log into accounts outside its tenant."),
+                    "sso_tenant_mismatch",
+                )
+                .await;
             }
             match api.store.sso_link(&user.id).await? {
                 Some((linked_provider, subject))
@@ -199,9 +209,26 @@ pub async fn callback(api: &AdminApi, req: &Request, name: &str) -> Result<Reply
                 }
                 Some(_) => {}
                 None => {
+                    // Linking a password account on the provider's word would let anyone who
+                    // controls that address at the provider take it over (MFA included):
+                    // SSO accounts are created by SSO, or provisioned without a password.
+                    if password_hash.is_some() {
+                        return refuse(
+                            "This account logs in with a password; an admin must provision SSO accounts without one.".into(),
+                            "sso_account_has_password",
+                        )
+                        .await;
+                    }
+                    if linked.is_some() {
+                        return refuse(
+                            "This provider identity is linked to another account.".into(),
+                            "sso_subject_mismatch",
+                        )
+                        .await;
+                    }
                     api.store
                         .link_sso(&user.id, name, &identity.subject)
-                        .await?
+                        .await?;
                 }
             }
             // The provider's groups are the source of truth for the role.
@@ -218,6 +245,14 @@ pub async fn callback(api: &AdminApi, req: &Request, name: &str) -> Result<Reply
             crate::store::User { role, ..user }
         }
         None => {
+            if linked.is_some() {
+                // The address changed at the provider: the old account is not handed over.
+                return refuse(
+                    "This provider identity is linked to another account (its e-mail address changed).".into(),
+                    "sso_subject_mismatch",
+                )
+                .await;
+            }
             let user = api
                 .store
                 .create_user(NewUser {

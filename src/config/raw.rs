@@ -390,6 +390,12 @@ pub struct RawSso {
     pub tenant: Option<String>,
     #[serde(default)]
     pub allowed_domains: Vec<String>,
+    #[serde(default = "default_true")]
+    pub require_verified_email: bool,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 fn default_sso_scopes() -> Vec<String> {
@@ -445,7 +451,6 @@ pub struct RawMfa {
     pub required_for_roles: Vec<String>,
     pub grace_period_days: u64,
 }
-
 
 impl Default for RawMfa {
     fn default() -> Self {

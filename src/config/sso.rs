@@ -32,6 +32,9 @@ pub struct SsoProvider {
     pub tenant: Option<String>,
     /// Only e-mail addresses in these domains may log in (empty: any the provider vouches for).
     pub allowed_domains: Vec<String>,
+    /// Refuse ID tokens without `email_verified: true`. Turn off only for providers that
+    /// never send it and whose e-mail claim the organisation controls (docs/security.md).
+    pub require_verified_email: bool,
 }
 
 pub(super) fn validate(raw: &[RawSso], p: &mut Problems) -> Vec<SsoProvider> {
@@ -102,6 +105,7 @@ pub(super) fn validate(raw: &[RawSso], p: &mut Problems) -> Vec<SsoProvider> {
             default_role,
             tenant: r.tenant.clone(),
             allowed_domains: r.allowed_domains.iter().map(|d| d.to_lowercase()).collect(),
+            require_verified_email: r.require_verified_email,
         });
     }
     out

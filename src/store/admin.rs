@@ -83,6 +83,14 @@ impl Store {
             user_agent: new.user_agent.to_string(),
         };
         let mut tx = self.pool().await?.begin().await?;
+        // Concurrent logins of one user take turns, so the cap holds. (SQLite transactions
+        // that write are already one at a time.)
+        if self.backend() == super::Backend::Postgres {
+            sqlx::query("SELECT id FROM users WHERE id = $1 FOR UPDATE")
+                .bind(&session.user_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+        }
         sqlx::query(
             "INSERT INTO admin_sessions (id, token_hash, user_id, created_at, last_seen_at, \
              expires_at, reauth_at, revoked_at, method, client_ip, user_agent) \
@@ -100,17 +108,21 @@ impl Store {
         .bind(&session.user_agent)
         .execute(&mut *tx)
         .await?;
-        let live = sqlx::query(
-            "SELECT id FROM admin_sessions WHERE user_id = $1 AND revoked_at IS NULL \
-             AND expires_at > $2 AND last_seen_at > $3 ORDER BY created_at DESC, id DESC",
+        // The user's other live sessions, newest first: the new one plus the newest
+        // `max_concurrent - 1` of these stay.
+        let others = sqlx::query(
+            "SELECT id FROM admin_sessions WHERE user_id = $1 AND id <> $2 AND revoked_at IS NULL \
+             AND expires_at > $3 AND last_seen_at > $4 ORDER BY created_at DESC, id DESC",
         )
         .bind(&session.user_id)
+        .bind(&session.id)
         .bind(now)
         .bind(now - idle_timeout_ms)
         .fetch_all(&mut *tx)
         .await?;
         let mut ended = Vec::new();
-        for row in live.iter().skip(max_concurrent as usize) {
+        let keep = (max_concurrent as usize).saturating_sub(1);
+        for row in others.iter().skip(keep) {
             let id: String = row.try_get("id")?;
             sqlx::query("UPDATE admin_sessions SET revoked_at = $1 WHERE id = $2")
                 .bind(now)
@@ -167,29 +179,35 @@ impl Store {
         Ok(())
     }
 
-    /// Live sessions (not revoked, not past `expires_at`), newest first; of one user or all.
+    /// Live sessions (not revoked, not past `expires_at`, used within `idle_timeout_ms`),
+    /// newest first; of one user or all.
     pub async fn list_sessions(
         &self,
         user_id: Option<&str>,
+        idle_timeout_ms: i64,
     ) -> Result<Vec<AdminSession>, StoreError> {
         let now = now_millis();
+        let idle_since = now - idle_timeout_ms;
         let rows = match user_id {
             Some(user) => {
                 sqlx::query(&format!(
                     "SELECT {SESSION_COLUMNS} FROM admin_sessions s WHERE s.user_id = $1 \
-                     AND s.revoked_at IS NULL AND s.expires_at > $2 ORDER BY s.created_at DESC"
+                     AND s.revoked_at IS NULL AND s.expires_at > $2 AND s.last_seen_at > $3 \
+                     ORDER BY s.created_at DESC"
                 ))
                 .bind(user)
                 .bind(now)
+                .bind(idle_since)
                 .fetch_all(self.pool().await?)
                 .await?
             }
             None => {
                 sqlx::query(&format!(
                     "SELECT {SESSION_COLUMNS} FROM admin_sessions s WHERE s.revoked_at IS NULL \
-                     AND s.expires_at > $1 ORDER BY s.created_at DESC"
+                     AND s.expires_at > $1 AND s.last_seen_at > $2 ORDER BY s.created_at DESC"
                 ))
                 .bind(now)
+                .bind(idle_since)
                 .fetch_all(self.pool().await?)
                 .await?
             }
@@ -516,9 +534,10 @@ impl Store {
         login: &PendingSso,
     ) -> Result<(), StoreError> {
         let pool = self.pool().await?;
-        // Abandoned logins are cleared as new ones start.
+        // Abandoned logins (older than the ten minutes a callback is accepted) are cleared as
+        // new ones start.
         sqlx::query("DELETE FROM sso_logins WHERE created_at < $1")
-            .bind(now_millis() - 3_600_000)
+            .bind(now_millis() - 600_000)
             .execute(pool)
             .await?;
         sqlx::query(
@@ -569,6 +588,21 @@ impl Store {
         let provider: Option<String> = row.try_get("sso_provider")?;
         let subject: Option<String> = row.try_get("sso_subject")?;
         Ok(provider.zip(subject))
+    }
+
+    /// The user linked to this provider identity, if any.
+    pub async fn user_id_by_sso(
+        &self,
+        provider: &str,
+        subject: &str,
+    ) -> Result<Option<String>, StoreError> {
+        let row = sqlx::query("SELECT id FROM users WHERE sso_provider = $1 AND sso_subject = $2")
+            .bind(provider)
+            .bind(subject)
+            .fetch_optional(self.pool().await?)
+            .await?;
+        row.map(|r| r.try_get("id").map_err(StoreError::from))
+            .transpose()
     }
 
     pub async fn link_sso(

@@ -87,8 +87,8 @@ pub struct IdpState {
     pub published: Mutex<Vec<SigningKey>>,
     pub discovery_fetches: AtomicUsize,
     pub jwks_fetches: AtomicUsize,
-    /// The registered client: (client_id, client_secret, redirect_uri).
-    pub client: Mutex<Option<(String, String, String)>>,
+    /// The registered client: (client_id, client_secret, redirect_uris).
+    pub client: Mutex<Option<(String, String, Vec<String>)>>,
     /// Claims of whoever signs in at `/authorize` next (sub, email, groups …).
     pub user: Mutex<Value>,
     /// Codes issued and not yet redeemed.
@@ -159,9 +159,12 @@ impl TestIdp {
     }
 
     /// Registers the one client the provider knows.
-    pub fn register_client(&self, client_id: &str, secret: &str, redirect_uri: &str) {
-        *self.state.client.lock().unwrap() =
-            Some((client_id.into(), secret.into(), redirect_uri.into()));
+    pub fn register_client(&self, client_id: &str, secret: &str, redirect_uris: &[&str]) {
+        *self.state.client.lock().unwrap() = Some((
+            client_id.into(),
+            secret.into(),
+            redirect_uris.iter().map(|u| u.to_string()).collect(),
+        ));
     }
 
     /// Who signs in at `/authorize` next: their `sub` and any other claims.
@@ -193,7 +196,7 @@ fn authorize(query: &str, state: &IdpState) -> Response<Full<Bytes>> {
         (get("response_type") != "code", "response_type must be code"),
         (get("client_id") != client.0, "unknown client_id"),
         (
-            get("redirect_uri") != client.2,
+            !client.2.contains(&get("redirect_uri")),
             "redirect_uri not registered",
         ),
         (
@@ -221,10 +224,11 @@ fn authorize(query: &str, state: &IdpState) -> Response<Full<Bytes>> {
             claims: state.user.lock().unwrap().clone(),
         },
     );
-    let mut location = url_with(&client.2, &[("code", &code), ("state", &get("state"))]);
+    let redirect = get("redirect_uri");
+    let mut location = url_with(&redirect, &[("code", &code), ("state", &get("state"))]);
     if q.contains_key("deny") {
         location = url_with(
-            &client.2,
+            &redirect,
             &[("error", "access_denied"), ("state", &get("state"))],
         );
     }
