@@ -623,6 +623,55 @@ async fn rbac_and_keys(s: &Admin) {
         .await;
     assert_eq!(status, 400, "{v}");
 
+    // Usage and audit records, scoped: a developer sees their own keys' usage, a manager of
+    // globex none of acme's, and only roles with audit read get records.
+    let dev_secret = dev_key["key"].as_str().unwrap();
+    s.saw(dev_secret);
+    assert_eq!(s.chat(dev_secret).await, 200);
+    let dev_key_id = dev_key["id"].as_str().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let usage = loop {
+        let (status, usage) = s.get("/admin/v1/usage?since=1h", &dev).await;
+        assert_eq!(status, 200, "{usage}");
+        if !usage["data"].as_array().unwrap().is_empty() || Instant::now() > deadline {
+            break usage;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let rows = usage["data"].as_array().unwrap();
+    assert_eq!(rows.len(), 1, "{usage}");
+    assert_eq!(rows[0]["key_id"], dev_key_id);
+    assert_eq!(rows[0]["requests"], 1);
+    assert!(rows[0]["total_tokens"].as_u64().unwrap() > 0, "{usage}");
+    let (_, all_usage) = s.get("/admin/v1/usage", &root).await;
+    assert!(
+        all_usage["data"].as_array().unwrap().len() >= 2,
+        "{all_usage}"
+    );
+    let (_, globex_usage) = s.get("/admin/v1/usage", &gmgr).await;
+    assert!(globex_usage["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|r| r["tenant"] == "globex"));
+    assert_eq!(s.get("/admin/v1/usage?tenant=acme", &gmgr).await.0, 403);
+    assert_eq!(s.get("/admin/v1/audit/records", &dev).await.0, 403);
+    let (status, records) = s
+        .get("/admin/v1/audit/records?action=key.created", &gmgr)
+        .await;
+    assert_eq!(status, 200, "{records}");
+    let records = records["data"].as_array().unwrap();
+    assert!(
+        !records.is_empty() && records.iter().all(|r| r["tenant"] == "globex"),
+        "{records:?}"
+    );
+    assert_eq!(
+        s.get("/admin/v1/audit/records?since=yesterday-ish", &root)
+            .await
+            .0,
+        400
+    );
+
     // Users: policy enforced; role changes end the user's sessions.
     let (status, v) = s
         .post(

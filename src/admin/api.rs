@@ -10,7 +10,7 @@ use http::{HeaderMap, Method, StatusCode};
 use serde::de::DeserializeOwned;
 
 use super::error::AdminError;
-use super::{resources, security, session, sso};
+use super::{records, resources, security, session, sso};
 use crate::audit::Auditor;
 use crate::auth::oidc::OidcClient;
 use crate::auth::{KeyHasher, Permission};
@@ -208,6 +208,8 @@ pub enum Op {
     GetSecurity,
     PutSecurity,
     LoginFailures,
+    AuditRecords,
+    Usage,
     MfaEnroll,
     MfaConfirm,
     OpenApi,
@@ -328,6 +330,10 @@ pub const ROUTES: &[Route] = &[
         .body("SecuritySettingsRequest").sensitive(),
     route("GET", "/admin/v1/login-failures", Op::LoginFailures, Signed(P::SecurityRead),
         "Failed-login counters per account and per client IP."),
+    route("GET", "/admin/v1/audit/records", Op::AuditRecords, Signed(P::AuditRead),
+        "Audit records, oldest first: ?tenant= &since= &until= (2026-11-01, Unix ms or 7d) &actor= &action= &kind= &status= &limit= (≤ 1000)."),
+    route("GET", "/admin/v1/usage", Op::Usage, Signed(P::UsageRead),
+        "Requests and tokens per tenant and key from the audit trail: ?tenant= &since= &until=."),
     route("GET", "/admin/v1/openapi.json", Op::OpenApi, Signed(P::OwnAccount),
         "This API's OpenAPI 3.1 document."),
 ];
@@ -433,6 +439,8 @@ pub async fn handle(api: &AdminApi, req: &Request) -> Result<Reply, AdminError> 
             caller.require_unscoped("read every account's failed logins")?;
             security::login_failures(api).await
         }
+        Op::AuditRecords => records::audit_records(api, req, &caller).await,
+        Op::Usage => records::usage(api, req, &caller).await,
         Op::MfaEnroll => security::mfa_enroll(api, &caller).await,
         Op::MfaConfirm => security::mfa_confirm(api, req, &caller).await,
         Op::OpenApi => Reply::ok(super::openapi::document()),

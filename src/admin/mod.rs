@@ -5,6 +5,7 @@
 pub mod api;
 pub mod error;
 pub mod openapi;
+pub mod records;
 pub mod resources;
 pub mod security;
 pub mod session;

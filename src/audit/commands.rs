@@ -350,3 +350,65 @@ mod tests {
         assert_eq!(csv_field("=cmd()"), "'=cmd()");
     }
 }
+
+/// Matching records as JSON (as `audit search --json` prints them), oldest first, at most
+/// `limit`: for the admin API.
+pub async fn records(store: &Store, filter: &Filter, limit: u64) -> Result<Vec<Value>, AuditError> {
+    let mut out = Vec::new();
+    each_page(store, filter, limit, |r| {
+        out.push(json_line(r));
+        Ok(())
+    })
+    .await?;
+    Ok(out)
+}
+
+/// Requests and token usage per tenant and key over the request records matching `filter`.
+#[derive(Debug, Default, Clone, serde::Serialize)]
+pub struct Usage {
+    pub tenant: String,
+    pub key_id: String,
+    /// The key's display prefix (or the JWT caller's id).
+    pub actor: String,
+    pub requests: u64,
+    /// Answers with status 400 or more.
+    pub errors: u64,
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    pub total_tokens: u64,
+}
+
+/// Sums the request records matching `filter` (its `kind` is forced to `request`), reading at
+/// most `max_records`; the sums and whether that cap cut the scan short.
+pub async fn usage(
+    store: &Store,
+    filter: &Filter,
+    max_records: u64,
+) -> Result<(Vec<Usage>, bool), AuditError> {
+    let filter = Filter {
+        kind: Some("request".into()),
+        ..filter.clone()
+    };
+    let mut sums: std::collections::BTreeMap<(String, String), Usage> = Default::default();
+    let scanned = each_page(store, &filter, max_records, |r| {
+        let detail: Value = serde_json::from_str(&r.detail).unwrap_or(Value::Null);
+        let key_id = detail["key_id"].as_str().unwrap_or_default().to_string();
+        let u = sums
+            .entry((r.tenant.clone(), key_id.clone()))
+            .or_insert_with(|| Usage {
+                tenant: r.tenant.clone(),
+                key_id,
+                actor: r.actor.clone(),
+                ..Usage::default()
+            });
+        u.requests += 1;
+        u.errors += u64::from(r.status >= 400);
+        let tokens = |name: &str| detail[name].as_u64().unwrap_or(0);
+        u.prompt_tokens += tokens("prompt_tokens");
+        u.completion_tokens += tokens("completion_tokens");
+        u.total_tokens += tokens("total_tokens");
+        Ok(())
+    })
+    .await?;
+    Ok((sums.into_values().collect(), scanned >= max_records))
+}

@@ -54,11 +54,13 @@ pub enum Permission {
     SecurityRead,
     SecurityWrite,
     AuditRead,
+    /// Requests and tokens per key. Developers: their own keys only.
+    UsageRead,
     RolesRead,
 }
 
 impl Permission {
-    pub const ALL: [Permission; 12] = [
+    pub const ALL: [Permission; 13] = [
         Permission::OwnAccount,
         Permission::TenantsRead,
         Permission::TenantsWrite,
@@ -70,6 +72,7 @@ impl Permission {
         Permission::SecurityRead,
         Permission::SecurityWrite,
         Permission::AuditRead,
+        Permission::UsageRead,
         Permission::RolesRead,
     ];
 }
@@ -82,15 +85,22 @@ impl Role {
             Role::Admin => true,
             Role::Manager => matches!(
                 permission,
-                OwnAccount | TenantsRead | KeysRead | KeysWrite | UsersRead | AuditRead | RolesRead
+                OwnAccount
+                    | TenantsRead
+                    | KeysRead
+                    | KeysWrite
+                    | UsersRead
+                    | AuditRead
+                    | UsageRead
+                    | RolesRead
             ),
             Role::Developer => matches!(
                 permission,
-                OwnAccount | TenantsRead | KeysRead | KeysWrite | RolesRead
+                OwnAccount | TenantsRead | KeysRead | KeysWrite | UsageRead | RolesRead
             ),
             Role::Viewer => matches!(
                 permission,
-                OwnAccount | TenantsRead | KeysRead | UsersRead | AuditRead | RolesRead
+                OwnAccount | TenantsRead | KeysRead | UsersRead | AuditRead | UsageRead | RolesRead
             ),
         }
     }
@@ -138,6 +148,8 @@ mod tests {
         assert_eq!(Role::Admin.permissions().len(), Permission::ALL.len());
         assert!(!Role::Viewer.allows(Permission::KeysWrite));
         assert!(!Role::Developer.allows(Permission::UsersRead));
+        assert!(!Role::Developer.allows(Permission::AuditRead));
+        assert!(Role::Developer.allows(Permission::UsageRead));
         assert!(Role::Manager.allows(Permission::KeysWrite));
     }
 }
