@@ -96,13 +96,18 @@ fn key_verification(c: &mut Criterion) {
         .unwrap()
         .as_secs()
         + 3600;
-    let token = jsonwebtoken::encode(
-        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
-        &serde_json::json!({"sub": "bench-user", "tenant": "bench", "exp": exp}),
-        &jsonwebtoken::EncodingKey::from_secret(b"bench-only-hs256-secret-of-32-bytes-or-more"),
-    )
-    .unwrap();
-    runtime.block_on(jwt.verify(&token)).unwrap(); // warm the tenant cache
+    let sign = |jti: u64| {
+        jsonwebtoken::encode(
+            &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+            &serde_json::json!({"sub": "bench-user", "tenant": "bench", "exp": exp, "jti": jti}),
+            &jsonwebtoken::EncodingKey::from_secret(b"bench-only-hs256-secret-of-32-bytes-or-more"),
+        )
+        .unwrap()
+    };
+    let token = sign(0);
+    runtime.block_on(jwt.verify(&token)).unwrap(); // warm the tenant and token caches
+    // Tokens the verifier has not seen (signed outside the timing): every check runs.
+    let mut jti = 0;
 
     let mut group = c.benchmark_group("auth");
     group.bench_function("verify_api_key_warm_cache", |b| {
@@ -114,6 +119,16 @@ fn key_verification(c: &mut Criterion) {
     });
     group.bench_function("verify_jwt_hs256_warm_cache", |b| {
         b.iter(|| runtime.block_on(jwt.verify(black_box(&token))).unwrap())
+    });
+    group.bench_function("verify_jwt_hs256_first_use", |b| {
+        b.iter_batched(
+            || {
+                jti += 1;
+                sign(jti)
+            },
+            |token| runtime.block_on(jwt.verify(black_box(&token))).unwrap(),
+            criterion::BatchSize::SmallInput,
+        )
     });
     group.bench_function("hash_api_key_sha256", |b| {
         b.iter(|| hasher.hash(black_box(&key.secret)))
