@@ -105,7 +105,8 @@ fn key_verification(c: &mut Criterion) {
         .unwrap()
     };
     let token = sign(0);
-    runtime.block_on(jwt.verify(&token)).unwrap(); // warm the tenant and token caches
+    // Warm the tenant and token caches.
+    runtime.block_on(jwt.verify(&token)).unwrap();
     // Tokens the verifier has not seen (signed outside the timing): every check runs.
     let mut jti = 0;
 
