@@ -123,10 +123,16 @@ async fn official_openai_python_sdk_works_with_jwts() {
     )
     .unwrap();
     run_sdk_script(&gw, hs).await;
-    let rs = SigningKey::rs256("k1").sign(&json!({
-        "sub": "sdk-user", "tenant": "acme", "exp": exp,
-        "iss": idp.issuer(), "aud": "portcullis",
-    }));
+    // An ID token the provider issues through its authorization code flow, for a client whose
+    // id is the gateway's audience.
+    idp.register_client(
+        "portcullis",
+        "test-only-client-secret",
+        &["http://localhost/cb"],
+    );
+    let rs = idp
+        .issue_id_token(json!({"sub": "sdk-user", "tenant": "acme"}))
+        .await;
     run_sdk_script(&gw, rs).await;
     assert!(idp.jwks_fetches() >= 1);
 }

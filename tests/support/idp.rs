@@ -167,6 +167,52 @@ impl TestIdp {
         ));
     }
 
+    /// An ID token issued by the provider itself, through the authorization code flow over
+    /// HTTP (authorize with PKCE, then redeem the code at `/token` with the client's secret),
+    /// for `claims` (`aud` is the registered client's id).
+    pub async fn issue_id_token(&self, claims: Value) -> String {
+        let (client_id, secret, redirects) = self.state.client.lock().unwrap().clone().unwrap();
+        self.sign_in_as(claims);
+        let verifier = "a-test-pkce-verifier-that-is-long-enough-for-rfc-7636-00";
+        let challenge = data_encoding::BASE64URL_NOPAD.encode(&sha2::Sha256::digest(verifier));
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+        let authorize = url_with(
+            &format!("{}/authorize", self.issuer()),
+            &[
+                ("response_type", "code"),
+                ("client_id", &client_id),
+                ("redirect_uri", &redirects[0]),
+                ("scope", "openid"),
+                ("state", "s"),
+                ("nonce", "n"),
+                ("code_challenge", &challenge),
+                ("code_challenge_method", "S256"),
+            ],
+        );
+        let resp = http.get(authorize).send().await.unwrap();
+        let location = resp.headers()["location"].to_str().unwrap().to_string();
+        let code = params(location.split_once('?').unwrap().1)["code"].clone();
+        let token: Value = http
+            .post(format!("{}/token", self.issuer()))
+            .basic_auth(&client_id, Some(&secret))
+            .form(&[
+                ("grant_type", "authorization_code"),
+                ("code", &code),
+                ("redirect_uri", &redirects[0]),
+                ("code_verifier", verifier),
+            ])
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        token["id_token"].as_str().unwrap().to_string()
+    }
+
     /// Who signs in at `/authorize` next: their `sub` and any other claims.
     pub fn sign_in_as(&self, claims: Value) {
         *self.state.user.lock().unwrap() = claims;
