@@ -8,7 +8,7 @@ use serde_json::json;
 use super::api::{AdminApi, Reply, Request};
 use super::error::AdminError;
 use super::security::visible_user;
-use super::session::Caller;
+use super::session::{millis, Caller};
 use crate::audit::{Kind, LoggingPolicy};
 use crate::auth::{passwords, Permission, Role};
 use crate::routing::ModelPattern;
@@ -150,9 +150,7 @@ pub async fn create_key(
                 "expires_in_seconds must be at least 1",
             ))
         }
-        Some(s) => {
-            Some(now_millis() + i64::try_from(s.saturating_mul(1000)).unwrap_or(i64::MAX / 2))
-        }
+        Some(s) => Some(now_millis().saturating_add(millis(s))),
         None => None,
     };
     let (key, secret) = insert_key(
@@ -277,10 +275,7 @@ pub async fn rotate_key(
         .unwrap_or(DEFAULT_ROTATION_OVERLAP_SECONDS);
     let old_expires_at = api
         .store
-        .expire_api_key_by(
-            &old.id,
-            now_millis() + i64::try_from(overlap.saturating_mul(1000)).unwrap_or(i64::MAX / 2),
-        )
+        .expire_api_key_by(&old.id, now_millis().saturating_add(millis(overlap)))
         .await?;
     let (new, secret) = insert_key(
         api,

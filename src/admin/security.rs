@@ -64,9 +64,7 @@ pub fn mfa_deadline(user: &User, settings: &Settings) -> Option<i64> {
         return None;
     }
     let since = user.created_at.max(settings.mfa_changed_at.unwrap_or(0));
-    let grace =
-        i64::try_from(settings.mfa.grace_period_seconds.saturating_mul(1000)).unwrap_or(i64::MAX);
-    Some(since.saturating_add(grace))
+    Some(since.saturating_add(session::millis(settings.mfa.grace_period_seconds)))
 }
 
 pub async fn get_settings(api: &AdminApi) -> Result<Reply, AdminError> {

@@ -87,7 +87,8 @@ impl Caller {
     }
 }
 
-fn millis(seconds: u64) -> i64 {
+/// Seconds (of a setting) as milliseconds (of the stored times), saturating.
+pub(super) fn millis(seconds: u64) -> i64 {
     i64::try_from(seconds.saturating_mul(1000)).unwrap_or(i64::MAX)
 }
 
@@ -219,7 +220,7 @@ pub async fn login(api: &AdminApi, req: &Request) -> Result<Reply, AdminError> {
     };
     let matches = passwords::verify(&body.password, &hash).await;
     let Some(user) = user.filter(|_| matches) else {
-        failed_login(api, req, &account, "invalid_credentials").await?;
+        failed_login(api, req, Some(&account), "password", "invalid_credentials").await?;
         return Err(AdminError::InvalidCredentials);
     };
     let factor = match second_factor(
@@ -232,7 +233,7 @@ pub async fn login(api: &AdminApi, req: &Request) -> Result<Reply, AdminError> {
     {
         Ok(factor) => factor,
         Err(e @ AdminError::InvalidMfaCode) => {
-            failed_login(api, req, &account, "invalid_mfa_code").await?;
+            failed_login(api, req, Some(&account), "password", "invalid_mfa_code").await?;
             return Err(e);
         }
         Err(e) => return Err(e),
@@ -302,20 +303,25 @@ pub async fn open_session(
 }
 
 /// Counts a failed login against the account and the client IP, and records it.
-async fn failed_login(
+/// Counts a failed login against the account (when one was named) and the client IP, and
+/// records it. `method`: `password`, or `sso:NAME`.
+pub(super) async fn failed_login(
     api: &AdminApi,
     req: &Request,
-    account: &str,
+    account: Option<&str>,
+    method: &str,
     reason: &str,
 ) -> Result<(), AdminError> {
-    api.store.record_login_failure("account", account).await?;
+    if let Some(account) = account {
+        api.store.record_login_failure("account", account).await?;
+    }
     api.store.record_login_failure("ip", &req.client_ip).await?;
     api.event(
         Kind::Security,
         "",
         "login.failed",
         &format!("ip:{}", req.client_ip),
-        json!({"account": account, "reason": reason, "client_ip": req.client_ip}),
+        json!({"account": account, "method": method, "reason": reason, "client_ip": req.client_ip}),
     );
     Ok(())
 }
@@ -403,7 +409,14 @@ pub async fn reauth(api: &AdminApi, req: &Request, caller: &Caller) -> Result<Re
         }
     };
     if !passwords::verify(&body.password, &hash).await {
-        failed_login(api, req, &caller.user.email, "reauth_invalid_password").await?;
+        failed_login(
+            api,
+            req,
+            Some(&caller.user.email),
+            "password",
+            "reauth_invalid_password",
+        )
+        .await?;
         return Err(AdminError::InvalidCredentials);
     }
     if let Err(e) = second_factor(
@@ -415,7 +428,14 @@ pub async fn reauth(api: &AdminApi, req: &Request, caller: &Caller) -> Result<Re
     .await
     {
         if matches!(e, AdminError::InvalidMfaCode) {
-            failed_login(api, req, &caller.user.email, "reauth_invalid_mfa_code").await?;
+            failed_login(
+                api,
+                req,
+                Some(&caller.user.email),
+                "password",
+                "reauth_invalid_mfa_code",
+            )
+            .await?;
         }
         return Err(e);
     }
@@ -462,7 +482,14 @@ pub async fn change_password(
         ));
     };
     if !passwords::verify(&body.current_password, &hash).await {
-        failed_login(api, req, &user.email, "change_password_invalid_password").await?;
+        failed_login(
+            api,
+            req,
+            Some(&user.email),
+            "password",
+            "change_password_invalid_password",
+        )
+        .await?;
         return Err(AdminError::InvalidCredentials);
     }
     let users = &api.config.users;

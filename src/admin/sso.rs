@@ -95,15 +95,10 @@ fn cookie<'r>(req: &'r Request, name: &str) -> Option<&'r str> {
 
 pub async fn callback(api: &AdminApi, req: &Request, name: &str) -> Result<Reply, AdminError> {
     let client = provider(api, name)?;
+    let method = format!("sso:{name}");
+    let method = method.as_str();
     let refuse = |message: String, code: &'static str| async move {
-        api.store.record_login_failure("ip", &req.client_ip).await?;
-        api.event(
-            Kind::Security,
-            "",
-            "login.failed",
-            &format!("ip:{}", req.client_ip),
-            json!({"method": "sso", "provider": name, "reason": code, "client_ip": req.client_ip}),
-        );
+        session::failed_login(api, req, None, method, code).await?;
         Err::<Reply, AdminError>(sso_error(message, code))
     };
     if let Some(error) = req.query("error") {
