@@ -613,8 +613,7 @@ fn execute(cli: Cli) -> Result<(), CliError> {
                     let Some((user, _)) = store.user_by_email(&email).await? else {
                         return Err(CliError::UnknownUser(email));
                     };
-                    store.reset_mfa(&user.id).await?;
-                    let ended = store.revoke_user_sessions(&user.id, None).await?;
+                    let ended = store.reset_mfa(&user.id).await?;
                     admin_event(
                         &store,
                         settings,

@@ -403,7 +403,7 @@ pub async fn handle(api: &AdminApi, req: &Request) -> Result<Reply, AdminError> 
         )));
     }
     if route.sensitive {
-        caller.require_recent_auth(api).await?;
+        caller.require_recent_auth()?;
     }
     match route.op {
         Op::Login | Op::SsoProviders | Op::SsoLogin | Op::SsoCallback => Err(AdminError::Internal(
@@ -412,7 +412,7 @@ pub async fn handle(api: &AdminApi, req: &Request) -> Result<Reply, AdminError> 
         Op::Logout => session::logout(api, &caller).await,
         Op::LogoutAll => session::logout_all(api, &caller).await,
         Op::Reauth => session::reauth(api, req, &caller).await,
-        Op::Me => session::me(api, &caller).await,
+        Op::Me => session::me(&caller),
         Op::ChangePassword => session::change_password(api, req, &caller).await,
         Op::ListSessions => session::list_sessions(api, req, &caller).await,
         Op::RevokeSession => session::revoke_session(api, &caller, param).await,

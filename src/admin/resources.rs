@@ -306,10 +306,7 @@ pub async fn list_users(api: &AdminApi, caller: &Caller) -> Result<Reply, AdminE
         .list_users()
         .await?
         .into_iter()
-        .filter(|u| match &caller.user.tenant {
-            None => true,
-            Some(scope) => u.tenant.as_ref() == Some(scope),
-        })
+        .filter(|u| caller.sees_user(u))
         .collect();
     Reply::ok(json!({"data": users}))
 }

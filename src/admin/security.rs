@@ -10,7 +10,7 @@ use super::api::{AdminApi, Reply, Request};
 use super::error::AdminError;
 use super::session::{self, Caller};
 use crate::audit::Kind;
-use crate::auth::{totp, Permission, Role};
+use crate::auth::{totp, Role};
 use crate::config::{MfaPolicy, SessionPolicy};
 use crate::store::{now_millis, User};
 
@@ -209,7 +209,7 @@ pub async fn login_failures(api: &AdminApi) -> Result<Reply, AdminError> {
 pub async fn mfa_enroll(api: &AdminApi, caller: &Caller) -> Result<Reply, AdminError> {
     // Replacing a working second factor needs it (a stolen token alone must not swap it).
     if caller.user.mfa_enabled_at.is_some() {
-        caller.require_recent_auth(api).await?;
+        caller.require_recent_auth()?;
     }
     let secret = totp::generate_secret().map_err(|e| AdminError::Internal(e.to_string()))?;
     let encoded = totp::encode_secret(&secret);
@@ -237,7 +237,7 @@ pub async fn mfa_confirm(
 ) -> Result<Reply, AdminError> {
     let body: ConfirmRequest = req.json()?;
     if caller.user.mfa_enabled_at.is_some() {
-        caller.require_recent_auth(api).await?;
+        caller.require_recent_auth()?;
     }
     let state = api.store.mfa_state(&caller.user.id).await?;
     let Some(pending) = state.pending_secret else {
@@ -275,8 +275,7 @@ pub async fn reset_mfa(
     user_id: &str,
 ) -> Result<Reply, AdminError> {
     let target = visible_user(api, caller, user_id).await?;
-    api.store.reset_mfa(&target.id).await?;
-    let ended = api.store.revoke_user_sessions(&target.id, None).await?;
+    let ended = api.store.reset_mfa(&target.id).await?;
     api.event(
         Kind::Security,
         target.tenant.as_deref().unwrap_or(""),
@@ -295,13 +294,7 @@ pub async fn visible_user(
     user_id: &str,
 ) -> Result<User, AdminError> {
     match api.store.user_by_id(user_id).await? {
-        Some((user, _))
-            if caller.may(Permission::UsersRead)
-                && user.tenant.as_deref().is_none_or(|t| caller.sees_tenant(t))
-                && (caller.user.tenant.is_none() || user.tenant.is_some()) =>
-        {
-            Ok(user)
-        }
+        Some((user, _)) if caller.sees_user(&user) => Ok(user),
         _ => Err(AdminError::NotFound(format!("No user {user_id}."))),
     }
 }

@@ -71,6 +71,15 @@ impl Caller {
         }
     }
 
+    /// Whether the caller may see this user (and their sessions): a tenant-scoped caller sees
+    /// their tenant's users only, never unscoped ones.
+    pub fn sees_user(&self, user: &User) -> bool {
+        match &self.user.tenant {
+            None => true,
+            Some(scope) => user.tenant.as_ref() == Some(scope),
+        }
+    }
+
     /// Whether the caller may see this tenant's keys, users and records.
     pub fn sees_tenant(&self, tenant: &str) -> bool {
         self.user.tenant.as_deref().is_none_or(|t| t == tenant)
@@ -78,7 +87,7 @@ impl Caller {
 
     /// Sensitive actions need the password (and TOTP) entered within the re-authentication
     /// window: a stolen token alone cannot create keys or change roles and settings.
-    pub async fn require_recent_auth(&self, _api: &AdminApi) -> Result<(), AdminError> {
+    pub fn require_recent_auth(&self) -> Result<(), AdminError> {
         let window = self.settings.sessions.reauth_window_seconds;
         if now_millis() - self.session.reauth_at > millis(window) {
             return Err(AdminError::ReauthRequired(window));
@@ -447,7 +456,7 @@ pub async fn reauth(api: &AdminApi, req: &Request, caller: &Caller) -> Result<Re
     Reply::ok(json!({"reauthenticated": true, "valid_until": now + millis(window)}))
 }
 
-pub async fn me(_api: &AdminApi, caller: &Caller) -> Result<Reply, AdminError> {
+pub fn me(caller: &Caller) -> Result<Reply, AdminError> {
     let s = &caller.session;
     let window = caller.settings.sessions.reauth_window_seconds;
     Reply::ok(json!({
@@ -541,15 +550,15 @@ pub async fn list_sessions(
     let mut sessions = api.store.list_sessions(whose.as_deref(), idle).await?;
     // A tenant-scoped admin sees the sessions of their tenant's users only.
     if caller.user.tenant.is_some() {
-        let mut visible = Vec::new();
-        for s in sessions {
-            if let Some((owner, _)) = api.store.user_by_id(&s.user_id).await? {
-                if owner.tenant == caller.user.tenant {
-                    visible.push(s);
-                }
-            }
-        }
-        sessions = visible;
+        let visible: std::collections::HashSet<String> = api
+            .store
+            .list_users()
+            .await?
+            .into_iter()
+            .filter(|u| caller.sees_user(u))
+            .map(|u| u.id)
+            .collect();
+        sessions.retain(|s| visible.contains(&s.user_id));
     }
     let list: Vec<_> = sessions
         .iter()
@@ -574,11 +583,9 @@ pub async fn revoke_session(
         if !caller.may(Permission::SessionsAll) {
             return Err(not_found());
         }
-        if let Some(scope) = &caller.user.tenant {
-            let owner = api.store.user_by_id(&session.user_id).await?;
-            if owner.is_none_or(|(u, _)| u.tenant.as_ref() != Some(scope)) {
-                return Err(not_found());
-            }
+        let owner = api.store.user_by_id(&session.user_id).await?;
+        if owner.is_none_or(|(u, _)| !caller.sees_user(&u)) {
+            return Err(not_found());
         }
     }
     let ended = api.store.revoke_session(id).await?;

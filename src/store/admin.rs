@@ -442,8 +442,9 @@ impl Store {
         Ok(row.try_get("n")?)
     }
 
-    /// Removes a user's MFA (lost device): they enrol again at their next login.
-    pub async fn reset_mfa(&self, user_id: &str) -> Result<(), StoreError> {
+    /// Removes a user's MFA (lost device) and ends their sessions, in one transaction: they
+    /// log in with their password and enrol again. How many sessions were ended.
+    pub async fn reset_mfa(&self, user_id: &str) -> Result<u64, StoreError> {
         let mut tx = self.pool().await?.begin().await?;
         let done = sqlx::query(
             "UPDATE users SET mfa_secret = NULL, mfa_pending_secret = NULL, \
@@ -459,8 +460,15 @@ impl Store {
             .bind(user_id)
             .execute(&mut *tx)
             .await?;
+        let ended = sqlx::query(
+            "UPDATE admin_sessions SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL",
+        )
+        .bind(now_millis())
+        .bind(user_id)
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
-        Ok(())
+        Ok(ended.rows_affected())
     }
 
     pub async fn set_user_role(&self, user_id: &str, role: Role) -> Result<(), StoreError> {
