@@ -4,8 +4,8 @@
 
 use pingora::proxy::Session;
 use pingora::Error;
-use serde::Serialize;
 
+use crate::audit::detail::JsonObject;
 use crate::audit::{AuditRecord, Kind, LoggingPolicy};
 use crate::proxy::{Gateway, RequestCtx};
 
@@ -149,41 +149,6 @@ pub fn record(gw: &Gateway, session: &Session, error: Option<&Error>, ctx: &Requ
     }
 }
 
-/// What an audit record says of a request besides its indexed columns. Values only —
-/// never keys, never raw prompt or answer text.
-#[derive(Serialize)]
-struct RequestDetail<'a> {
-    key_id: &'a str,
-    client_ip: Option<std::net::IpAddr>,
-    method: &'a str,
-    route: &'a str,
-    model: &'a str,
-    provider: &'a str,
-    stream: bool,
-    error_code: &'a str,
-    upstream_error: &'a str,
-    latency_ms: f64,
-    upstream_ms: f64,
-    request_bytes: usize,
-    response_bytes: usize,
-    guardrail_policy: &'a str,
-    findings: Vec<Finding<'a>>,
-    ratelimit: &'a str,
-    prompt_tokens: Option<u64>,
-    completion_tokens: Option<u64>,
-    total_tokens: Option<u64>,
-    logging: &'a str,
-}
-
-/// One kind of guardrail finding: where, what type, what was done, how many. Never the value.
-#[derive(Serialize)]
-struct Finding<'a> {
-    direction: &'a str,
-    r#type: &'a str,
-    action: &'a str,
-    count: u32,
-}
-
 /// The request's audit record, if the tenant's policy keeps one. Requests that never got past
 /// authentication are security events (`auth.failed`) on the chain of no tenant.
 fn audit_record(
@@ -203,47 +168,57 @@ fn audit_record(
         // Unknown paths, and callers refused by the per-IP limit: metrics only.
         (None, _) => return None,
     };
+    // What the record says besides its indexed columns. Values only — never keys, never raw
+    // prompt or answer text; fields without a value are left out.
     let report = &ctx.guard.report;
-    let mut findings: Vec<Finding> = report
-        .counts
-        .iter()
-        .map(|((d, t, a), n)| Finding {
-            direction: d.name(),
-            r#type: t.name(),
-            action: a.name(),
-            count: *n,
-        })
-        .collect();
-    findings.extend(report.financial_advice.iter().map(|(d, a)| Finding {
-        direction: d.name(),
-        r#type: "FINANCIAL_ADVICE",
-        action: a.name(),
-        count: 1,
-    }));
-    let usage = ctx.limits.usage;
-    let detail = RequestDetail {
-        key_id: ctx.principal.as_ref().map_or("", |p| p.key_id.as_str()),
-        client_ip: ctx.client.ip,
-        method: session.req_header().method.as_str(),
-        route: ctx.request.route,
-        model: ctx.request.model.as_deref().unwrap_or(""),
-        provider: ctx.request.provider.as_deref().unwrap_or(""),
-        stream: ctx.request.stream,
-        error_code: ctx.outcome.error_code.unwrap_or(""),
-        upstream_error: ctx.outcome.upstream_error.unwrap_or(""),
-        latency_ms: round_ms(total),
-        upstream_ms: round_ms(upstream),
-        request_bytes: ctx.request.body_bytes,
-        response_bytes: ctx.outcome.response_bytes,
-        guardrail_policy: ctx.guard.policy.as_ref().map_or("", |p| p.name.as_str()),
-        findings,
-        ratelimit: ctx.limits.refused.as_ref().map_or("", |r| r.kind()),
-        prompt_tokens: usage.map(|u| u.prompt),
-        completion_tokens: usage.map(|u| u.completion),
-        total_tokens: usage.map(|u| u.total),
-        logging: policy.name(),
+    let mut findings: Vec<JsonObject> = Vec::new();
+    let mut finding = |direction: &str, entity: &str, action: &str, count: u32| {
+        let mut f = JsonObject::new();
+        f.text("direction", direction)
+            .text("type", entity)
+            .text("action", action)
+            .count("count", Some(u64::from(count)));
+        findings.push(f);
     };
-    let detail = serde_json::to_string(&detail).ok()?;
+    for ((d, t, a), n) in &report.counts {
+        finding(d.name(), t.name(), a.name(), *n);
+    }
+    for (d, a) in &report.financial_advice {
+        finding(d.name(), "FINANCIAL_ADVICE", a.name(), 1);
+    }
+    let usage = ctx.limits.usage;
+    let mut detail = JsonObject::new();
+    detail
+        .text(
+            "key_id",
+            ctx.principal.as_ref().map_or("", |p| p.key_id.as_str()),
+        )
+        .ip("client_ip", ctx.client.ip)
+        .text("method", session.req_header().method.as_str())
+        .text("route", ctx.request.route)
+        .text("model", ctx.request.model.as_deref().unwrap_or(""))
+        .text("provider", ctx.request.provider.as_deref().unwrap_or(""))
+        .bool("stream", ctx.request.stream)
+        .text("error_code", ctx.outcome.error_code.unwrap_or(""))
+        .text("upstream_error", ctx.outcome.upstream_error.unwrap_or(""))
+        .millis("latency_ms", total)
+        .millis("upstream_ms", upstream)
+        .count("request_bytes", Some(ctx.request.body_bytes as u64))
+        .count("response_bytes", Some(ctx.outcome.response_bytes as u64))
+        .text(
+            "guardrail_policy",
+            ctx.guard.policy.as_ref().map_or("", |p| p.name.as_str()),
+        )
+        .objects("findings", findings)
+        .text(
+            "ratelimit",
+            ctx.limits.refused.as_ref().map_or("", |r| r.kind()),
+        )
+        .count("prompt_tokens", usage.map(|u| u.prompt))
+        .count("completion_tokens", usage.map(|u| u.completion))
+        .count("total_tokens", usage.map(|u| u.total))
+        .text("logging", policy.name());
+    let detail = detail.finish();
     let auditor = gw.auditor.as_ref()?;
     let content = match (&ctx.audit.capture, ctx.request.endpoint) {
         (Some(capture), Some(endpoint)) if policy == LoggingPolicy::Redacted => {
@@ -274,11 +249,6 @@ fn audit_record(
         detail,
         content,
     })
-}
-
-/// Milliseconds with microsecond precision: short in JSON, exact enough for an audit.
-fn round_ms(d: std::time::Duration) -> f64 {
-    (d.as_secs_f64() * 1_000_000.0).round() / 1000.0
 }
 
 /// The status written to the client (0 when nothing was).

@@ -778,6 +778,120 @@ async fn retention_and_erasure_keep_the_chain_verifiable_on_postgres() {
     db.drop_database().await;
 }
 
+/// A replay of records of which some are stored already (a batch that committed but whose
+/// answer was lost, then spooled) stores the rest once each, in order, and the chain verifies.
+async fn replays_store_each_record_once(database_url: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let config = cli_config(dir.path(), database_url, "");
+    let store = Store::new(database_url, 2, Duration::from_secs(5));
+    store.migrate().await.unwrap();
+    let signer = Signer::new(Some(&secret()));
+    let now = portcullis::store::now_millis();
+    let records: Vec<AuditRecord> = (0..8)
+        .map(|i| request_record(&format!("req_replay{i}"), now + i, None, None))
+        .collect();
+    sink::append(&store, &records[..5], &signer, false)
+        .await
+        .unwrap();
+    // The whole batch again, with one record twice over.
+    let mut replay = records.clone();
+    replay.push(records[6].clone());
+    let heads = sink::append(&store, &replay, &signer, true).await.unwrap();
+    assert_eq!(heads.len(), 1);
+    assert_eq!(heads[0].seq, 8, "three new records after five");
+    // Nothing new at all: nothing written, no head moved.
+    assert!(sink::append(&store, &records, &signer, true)
+        .await
+        .unwrap()
+        .is_empty());
+
+    let db = sql_pool(database_url).await;
+    let rows =
+        sqlx::query("SELECT id FROM audit_records WHERE chain = 'acme:requests' ORDER BY seq")
+            .fetch_all(&db)
+            .await
+            .unwrap();
+    let ids: Vec<String> = rows
+        .iter()
+        .map(|r| sqlx::Row::try_get(r, "id").unwrap())
+        .collect();
+    let expected: Vec<String> = records.iter().map(|r| r.id.clone()).collect();
+    assert_eq!(ids, expected);
+    let (ok, out) = verify(&config);
+    assert!(ok && out.contains("8 record(s)"), "{out}");
+    db.close().await;
+    store.close().await;
+}
+
+#[tokio::test]
+async fn replays_store_each_record_once_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    replays_store_each_record_once(&format!(
+        "sqlite://{}",
+        dir.path().join("audit.db").display()
+    ))
+    .await;
+}
+
+#[tokio::test]
+async fn replays_store_each_record_once_on_postgres() {
+    let db = TempDatabase::create().await;
+    replays_store_each_record_once(&db.url).await;
+    db.drop_database().await;
+}
+
+/// Migration 0008 rebuilds the audit table's keys: a database with records from before it
+/// keeps them all, and their chain still verifies and grows.
+async fn existing_records_survive_the_key_migration(
+    database_url: &str,
+    mut old: sqlx::migrate::Migrator,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let config = cli_config(dir.path(), database_url, "");
+    let db = sql_pool(database_url).await;
+    old.migrations = old
+        .migrations
+        .iter()
+        .filter(|m| m.version < 8)
+        .cloned()
+        .collect::<Vec<_>>()
+        .into();
+    old.run(&db).await.unwrap();
+    let store = Store::new(database_url, 2, Duration::from_secs(5));
+    let signer = Signer::new(Some(&secret()));
+    let now = portcullis::store::now_millis();
+    let before: Vec<AuditRecord> = (0..4)
+        .map(|i| request_record(&format!("req_old{i}"), now + i, None, None))
+        .collect();
+    sink::append(&store, &before, &signer, false).await.unwrap();
+
+    store.migrate().await.unwrap();
+    let after = [request_record("req_new", now + 10, None, None)];
+    sink::append(&store, &after, &signer, false).await.unwrap();
+    let (ok, out) = verify(&config);
+    assert!(ok && out.contains("5 record(s)"), "{out}");
+    db.close().await;
+    store.close().await;
+}
+
+#[tokio::test]
+async fn existing_records_survive_the_key_migration_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!(
+        "sqlite://{}?mode=rwc",
+        dir.path().join("audit.db").display()
+    );
+    existing_records_survive_the_key_migration(&url, sqlx::migrate!("./migrations/sqlite")).await;
+}
+
+#[tokio::test]
+async fn existing_records_survive_the_key_migration_on_postgres() {
+    let db = TempDatabase::create().await;
+    existing_records_survive_the_key_migration(&db.url, sqlx::migrate!("./migrations/postgres"))
+        .await;
+    db.drop_database().await;
+}
+
 #[tokio::test]
 async fn logging_policies_admin_events_and_search_filters() {
     let upstream = MockUpstream::start().await;

@@ -3,15 +3,19 @@
 //!
 //! The journey of a record: the `logging` phase builds it ([`AuditRecord`]) and hands it to
 //! [`Auditor::submit`] → a bounded queue → the [`writer`] batches it into the database, where
-//! [`sink`] links it into its chain ([`chain`]) — or, while the database is away or the queue
+//! [`sink`] links it into its chain ([`chain`]) and appends it through the writer's own
+//! connection (`sqlite`, `postgres`) — or, while the database is away or the queue
 //! is full, the [`spool`] file keeps it until it can be replayed. [`verify`] checks chains;
 //! [`content`] redacts prompts and answers for tenants whose policy keeps them.
 
 pub mod chain;
 pub mod commands;
 pub mod content;
+pub mod detail;
+mod postgres;
 pub mod sink;
 pub mod spool;
+mod sqlite;
 pub mod time;
 pub mod verify;
 pub mod writer;
@@ -33,6 +37,10 @@ pub enum AuditError {
     Store(#[from] StoreError),
     #[error("audit database query failed: {0}")]
     Query(#[from] sqlx::Error),
+    #[error("audit database query failed: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("audit database unavailable: {0}")]
+    Unavailable(String),
     #[error("audit spool {path}: {source}")]
     Spool {
         path: String,
@@ -57,7 +65,8 @@ impl AuditError {
     pub fn code(&self) -> &'static str {
         match self {
             AuditError::Store(e) => e.code(),
-            AuditError::Query(_) => "audit_query_failed",
+            AuditError::Query(_) | AuditError::Sqlite(_) => "audit_query_failed",
+            AuditError::Unavailable(_) => "audit_store_unavailable",
             AuditError::Spool { .. } => "audit_spool_failed",
             AuditError::Encode(_) => "audit_encode_failed",
             AuditError::Broken { .. } => "audit_chain_broken",

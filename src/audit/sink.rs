@@ -1,12 +1,17 @@
 //! The audit tables (migrations/*/0004_audit.sql): appending batches onto their chains,
-//! checkpoints, search, retention and erasure. One set of queries for SQLite and Postgres.
+//! checkpoints, search, retention and erasure. One set of queries for SQLite and Postgres,
+//! through the store's pool — but for appends, which each backend does in its native form
+//! ([`Appender`]).
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
 
 use sqlx::any::AnyRow;
-use sqlx::{Any, Row, Transaction};
+use sqlx::Row;
 
-use super::chain::{self, Link, Signer, GENESIS};
+use super::chain::{self, Link, Signer};
 use super::{AuditError, AuditRecord};
 use crate::store::{Backend, Store};
 
@@ -19,77 +24,187 @@ pub struct Head {
     pub time: i64,
 }
 
-/// Postgres takes at most 65,535 parameters per statement; 15 per row.
-const ROWS_PER_INSERT: usize = 2_000;
-
 const RECORD_COLUMNS: &str = "id, chain, seq, time, kind, tenant, action, actor, status, \
      subject, detail, content, content_hash, content_removed, prev_hash, hash";
 
 /// Appends records, in order, to the end of their chains, in one transaction. Chain heads
 /// are locked (Postgres) or the database is (SQLite), so gateways and CLI commands sharing a
-/// database extend the same chains without forking them. With `dedupe`, records whose id is
-/// already stored are skipped: replayed spool records may have been written before.
+/// database extend the same chains without forking them. With `dedupe`, records already
+/// stored (same tenant, time and id) are skipped: replayed spool records may have been
+/// written before.
+///
+/// For one-off appends (the CLI's events, tests); the writer keeps an [`Appender`].
 pub async fn append(
     store: &Store,
     records: &[AuditRecord],
     signer: &Signer,
     dedupe: bool,
 ) -> Result<Vec<Head>, AuditError> {
-    if records.is_empty() {
-        return Ok(Vec::new());
-    }
-    let pool = store.pool().await?;
-    let mut tx = match store.backend() {
-        // Take the write lock up front: a deferred transaction that reads first can fail to
-        // upgrade when another connection writes in between.
-        Backend::Sqlite => pool.begin_with("BEGIN IMMEDIATE").await?,
-        Backend::Postgres => pool.begin().await?,
-    };
+    Appender::new(store)
+        .append(Arc::new(records.to_vec()), signer, dedupe)
+        .await
+}
 
-    let fresh: Vec<&AuditRecord> = if dedupe {
-        let stored = stored_ids(&mut tx, records).await?;
-        let mut seen = HashSet::new();
-        records
-            .iter()
-            .filter(|r| !stored.contains(&r.id) && seen.insert(r.id.as_str()))
-            .collect()
-    } else {
-        records.iter().collect()
-    };
-    if fresh.is_empty() {
-        tx.commit().await?;
-        return Ok(Vec::new());
+/// A write that takes longer than this is given up (and its records spooled): a database
+/// that stopped answering must not hold the writer, and the queue behind it, for ever.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The writer's connection of its own, kept between batches with its prepared statements.
+/// Appends are the one hot query of the audit trail, so each backend gets its native form:
+/// on SQLite one prepared INSERT stepped per record ([`super::sqlite`], rusqlite, on a
+/// blocking thread); on Postgres one INSERT of whole columns as arrays ([`super::postgres`]).
+/// Everything else reads through the store's shared pool.
+pub struct Appender {
+    target: Target,
+}
+
+enum Target {
+    Sqlite {
+        /// `None` for an in-memory database, which no second connection can open.
+        path: Option<PathBuf>,
+        /// Opened on first use; dropped after a failure, so the next batch starts afresh.
+        connection: Arc<std::sync::Mutex<Option<rusqlite::Connection>>>,
+    },
+    Postgres {
+        url: String,
+        connect_timeout: Duration,
+        /// Opened on first use; dropped after a failure, so the next batch reconnects.
+        connection: tokio::sync::Mutex<Option<sqlx::PgConnection>>,
+    },
+}
+
+impl Appender {
+    pub fn new(store: &Store) -> Appender {
+        let target = match store.backend() {
+            Backend::Sqlite => Target::Sqlite {
+                path: store.sqlite_file().ok().flatten(),
+                connection: Arc::new(std::sync::Mutex::new(None)),
+            },
+            Backend::Postgres => Target::Postgres {
+                url: store.url().to_string(),
+                connect_timeout: store.connect_timeout(),
+                connection: tokio::sync::Mutex::new(None),
+            },
+        };
+        Appender { target }
     }
 
-    let named: Vec<(String, &AuditRecord)> = fresh.into_iter().map(|r| (r.chain(), r)).collect();
-    let chains: Vec<String> = named
+    /// [`append`], for the writer. The records are shared with the blocking thread that
+    /// writes them to SQLite, so the writer still holds them if that write never finishes.
+    pub async fn append(
+        &self,
+        records: Arc<Vec<AuditRecord>>,
+        signer: &Signer,
+        dedupe: bool,
+    ) -> Result<Vec<Head>, AuditError> {
+        if records.is_empty() {
+            return Ok(Vec::new());
+        }
+        match &self.target {
+            Target::Sqlite { path, connection } => {
+                let Some(path) = path.clone() else {
+                    return Err(AuditError::Unavailable(
+                        "the audit trail needs a database file; database.url is an in-memory \
+                         SQLite database"
+                            .to_string(),
+                    ));
+                };
+                let connection = connection.clone();
+                let signer = signer.clone();
+                let write = tokio::task::spawn_blocking(move || {
+                    let mut guard = connection
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner);
+                    let conn = match guard.as_mut() {
+                        Some(conn) => conn,
+                        None => guard.insert(super::sqlite::open(&path)?),
+                    };
+                    let appended = super::sqlite::append(conn, &records, &signer, dedupe);
+                    if appended.is_err() {
+                        *guard = None;
+                    }
+                    appended
+                });
+                write
+                    .await
+                    .map_err(|e| AuditError::Unavailable(format!("audit write task failed: {e}")))?
+            }
+            Target::Postgres {
+                url,
+                connect_timeout,
+                connection,
+            } => {
+                let mut guard = connection.lock().await;
+                let conn = match guard.as_mut() {
+                    Some(conn) => conn,
+                    None => guard.insert(super::postgres::connect(url, *connect_timeout).await?),
+                };
+                let appended = tokio::time::timeout(
+                    WRITE_TIMEOUT,
+                    super::postgres::append(conn, &records, signer, dedupe),
+                )
+                .await
+                .unwrap_or_else(|_| {
+                    Err(AuditError::Unavailable(format!(
+                        "no answer from the database within {} s",
+                        WRITE_TIMEOUT.as_secs()
+                    )))
+                });
+                if appended.is_err() {
+                    *guard = None;
+                }
+                appended
+            }
+        }
+    }
+}
+
+/// Records that are not stored yet, each once.
+pub(super) fn fresh<'a>(
+    records: &'a [AuditRecord],
+    stored: &HashSet<String>,
+) -> Vec<&'a AuditRecord> {
+    let mut seen = HashSet::new();
+    records
         .iter()
-        .map(|(c, _)| c.clone())
-        .collect::<std::collections::BTreeSet<_>>()
-        .into_iter()
-        .collect();
-    let mut heads = lock_heads(&mut tx, store.backend(), &chains).await?;
+        .filter(|r| !stored.contains(&r.id) && seen.insert(r.id.as_str()))
+        .collect()
+}
 
-    // Link every record to the one before it on its chain.
-    let mut rows = Vec::with_capacity(named.len());
-    for (chain, r) in named {
+/// The chains these records go on, in name order: heads are locked in that order, so two
+/// writers never deadlock.
+pub(super) fn chain_names(records: &[&AuditRecord]) -> Vec<String> {
+    records
+        .iter()
+        .map(|r| r.chain())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect()
+}
+
+/// Links every record to the one before it on its chain, moving the chain heads along.
+pub(super) fn link<'a>(
+    records: Vec<&'a AuditRecord>,
+    heads: &mut BTreeMap<String, Head>,
+) -> Result<Vec<PendingRow<'a>>, AuditError> {
+    let mut rows = Vec::with_capacity(records.len());
+    for r in records {
+        let chain = r.chain();
         let head = heads
             .get_mut(&chain)
             .ok_or_else(|| AuditError::InvalidArgument(format!("chain {chain} not locked")))?;
         let seq = head.seq + 1;
         let content_hash = r.content.as_deref().map(chain::content_hash);
-        let kind = r.kind.name();
-        let status = i32::from(r.status);
         let hash = Link {
             id: &r.id,
             chain: &chain,
             seq,
             time: r.time,
-            kind,
+            kind: r.kind.name(),
             tenant: &r.tenant,
             action: &r.action,
             actor: &r.actor,
-            status,
+            status: i32::from(r.status),
             subject: r.subject.as_deref(),
             detail: &r.detail,
             content_hash: content_hash.as_deref(),
@@ -106,163 +221,17 @@ pub async fn append(
         head.seq = seq;
         head.time = head.time.max(r.time);
     }
-
-    // SQLite gets anonymous `?` parameters: it looks numbered ones up by name while
-    // compiling, which grows with the square of their count. Its limit is 32,766 per statement.
-    let per_insert = match store.backend() {
-        Backend::Postgres => ROWS_PER_INSERT,
-        Backend::Sqlite => 500,
-    };
-    for chunk in rows.chunks(per_insert) {
-        insert_rows(&mut tx, store.backend(), chunk).await?;
-    }
-    let now = crate::store::now_millis();
-    for head in heads.values_mut() {
-        head.time = now;
-        sqlx::query(
-            "UPDATE audit_chain_heads SET seq = $1, hash = $2, time = $3, mac = $4 WHERE chain = $5",
-        )
-        .bind(head.seq)
-        .bind(&head.hash)
-        .bind(head.time)
-        .bind(signer.sign(&head.chain, head.seq, &head.hash, head.time))
-        .bind(&head.chain)
-        .execute(&mut *tx)
-        .await?;
-    }
-    tx.commit().await?;
-    Ok(heads.into_values().collect())
+    Ok(rows)
 }
 
-/// One row ready to insert.
-struct PendingRow<'a> {
-    record: &'a AuditRecord,
-    chain: String,
-    seq: i64,
-    content_hash: Option<String>,
-    prev_hash: String,
-    hash: String,
-}
-
-async fn insert_rows(
-    tx: &mut Transaction<'_, Any>,
-    backend: Backend,
-    rows: &[PendingRow<'_>],
-) -> Result<(), AuditError> {
-    let mut sql = String::with_capacity(100 + rows.len() * 64);
-    sql.push_str(
-        "INSERT INTO audit_records (id, chain, seq, time, kind, tenant, action, actor, status, \
-         subject, detail, content, content_hash, prev_hash, hash) VALUES ",
-    );
-    // `content_removed` is always NULL on insert: not listed.
-    let mut n = 0;
-    for (i, _) in rows.iter().enumerate() {
-        if i > 0 {
-            sql.push(',');
-        }
-        sql.push('(');
-        for c in 0..15 {
-            if c > 0 {
-                sql.push(',');
-            }
-            n += 1;
-            match backend {
-                Backend::Postgres => {
-                    sql.push('$');
-                    sql.push_str(&n.to_string());
-                }
-                Backend::Sqlite => sql.push('?'),
-            }
-        }
-        sql.push(')');
-    }
-    let mut q = sqlx::query(&sql);
-    for row in rows {
-        let r = row.record;
-        // Borrowed `&str`s: an owned `String` would be copied once more on the way in.
-        q = q
-            .bind(r.id.as_str())
-            .bind(row.chain.as_str())
-            .bind(row.seq)
-            .bind(r.time)
-            .bind(r.kind.name())
-            .bind(r.tenant.as_str())
-            .bind(r.action.as_str())
-            .bind(r.actor.as_str())
-            .bind(i32::from(r.status))
-            .bind(r.subject.as_deref())
-            .bind(r.detail.as_str())
-            .bind(r.content.as_deref())
-            .bind(row.content_hash.as_deref())
-            .bind(row.prev_hash.as_str())
-            .bind(row.hash.as_str());
-    }
-    q.execute(&mut **tx).await?;
-    Ok(())
-}
-
-/// Ids among `records` that are already stored.
-async fn stored_ids(
-    tx: &mut Transaction<'_, Any>,
-    records: &[AuditRecord],
-) -> Result<HashSet<String>, AuditError> {
-    let mut stored = HashSet::new();
-    for chunk in records.chunks(ROWS_PER_INSERT) {
-        let list = placeholders(1, chunk.len());
-        let sql = format!("SELECT id FROM audit_records WHERE id IN ({list})");
-        let mut q = sqlx::query(&sql);
-        for r in chunk {
-            q = q.bind(&r.id);
-        }
-        for row in q.fetch_all(&mut **tx).await? {
-            stored.insert(row.try_get::<String, _>("id")?);
-        }
-    }
-    Ok(stored)
-}
-
-/// Creates missing chain heads and locks them all, in name order (no deadlocks between
-/// writers).
-async fn lock_heads(
-    tx: &mut Transaction<'_, Any>,
-    backend: Backend,
-    chains: &[String],
-) -> Result<BTreeMap<String, Head>, AuditError> {
-    let mut values = String::new();
-    for i in 0..chains.len() {
-        if i > 0 {
-            values.push(',');
-        }
-        values.push_str(&format!("(${}, 0, '{GENESIS}', 0, NULL)", i + 1));
-    }
-    let sql = format!(
-        "INSERT INTO audit_chain_heads (chain, seq, hash, time, mac) VALUES {values} \
-         ON CONFLICT (chain) DO NOTHING"
-    );
-    let mut q = sqlx::query(&sql);
-    for c in chains {
-        q = q.bind(c);
-    }
-    q.execute(&mut **tx).await?;
-
-    let lock = match backend {
-        Backend::Postgres => " FOR UPDATE",
-        Backend::Sqlite => "",
-    };
-    let sql = format!(
-        "SELECT chain, seq, hash, time FROM audit_chain_heads WHERE chain IN ({}) ORDER BY chain{lock}",
-        placeholders(1, chains.len())
-    );
-    let mut q = sqlx::query(&sql);
-    for c in chains {
-        q = q.bind(c);
-    }
-    let mut heads = BTreeMap::new();
-    for row in q.fetch_all(&mut **tx).await? {
-        let head = head_from_row(&row)?;
-        heads.insert(head.chain.clone(), head);
-    }
-    Ok(heads)
+/// One record linked into its chain, ready to insert.
+pub(super) struct PendingRow<'a> {
+    pub record: &'a AuditRecord,
+    pub chain: String,
+    pub seq: i64,
+    pub content_hash: Option<String>,
+    pub prev_hash: String,
+    pub hash: String,
 }
 
 fn head_from_row(row: &AnyRow) -> Result<Head, AuditError> {
@@ -272,14 +241,6 @@ fn head_from_row(row: &AnyRow) -> Result<Head, AuditError> {
         hash: row.try_get("hash")?,
         time: row.try_get("time")?,
     })
-}
-
-/// `$from, $from+1, …` (`count` of them).
-fn placeholders(from: usize, count: usize) -> String {
-    (from..from + count)
-        .map(|i| format!("${i}"))
-        .collect::<Vec<_>>()
-        .join(",")
 }
 
 const INSERT_CHECKPOINT: &str = "INSERT INTO audit_checkpoints (chain, seq, hash, time, mac) \
@@ -607,8 +568,9 @@ pub async fn purge(
 /// Removes the content of at most `batch` records older than `cutoff`.
 pub async fn purge_content(store: &Store, cutoff: i64, batch: u64) -> Result<u64, AuditError> {
     let done = sqlx::query(
-        "UPDATE audit_records SET content = NULL, content_removed = 'retention' WHERE id IN \
-         (SELECT id FROM audit_records WHERE content IS NOT NULL AND time < $1 LIMIT $2)",
+        "UPDATE audit_records SET content = NULL, content_removed = 'retention' \
+         WHERE (chain, seq) IN (SELECT chain, seq FROM audit_records \
+         WHERE content IS NOT NULL AND time < $1 LIMIT $2)",
     )
     .bind(cutoff)
     .bind(batch as i64)

@@ -20,7 +20,7 @@ use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 use tokio::sync::{mpsc, Mutex};
 
-use super::sink::{self, Head};
+use super::sink::{self, Appender, Head};
 use super::{AuditError, AuditRecord, Signer, Spool};
 use crate::config::AuditConfig;
 use crate::store::Store;
@@ -29,6 +29,7 @@ use crate::telemetry::metrics::Metrics;
 pub struct AuditWriter {
     held: Arc<Mutex<Held>>,
     store: Store,
+    appender: Appender,
     spool: Arc<Spool>,
     signer: Signer,
     config: AuditConfig,
@@ -39,7 +40,9 @@ pub struct AuditWriter {
 /// batch being written. Shared with [`Leftovers`], which spools it when the server stops.
 struct Held {
     receiver: mpsc::Receiver<AuditRecord>,
-    batch: Vec<AuditRecord>,
+    /// Shared with the blocking thread that writes it (SQLite) only while that write runs;
+    /// otherwise the one reference, so changing it copies nothing.
+    batch: Arc<Vec<AuditRecord>>,
 }
 
 /// The writer's unwritten records, for the end of `serve`.
@@ -70,7 +73,7 @@ impl Leftovers {
             }
         };
         held.receiver.close();
-        let mut records = std::mem::take(&mut held.batch);
+        let mut records = Arc::unwrap_or_clone(std::mem::take(&mut held.batch));
         while let Ok(r) = held.receiver.try_recv() {
             records.push(r);
         }
@@ -101,7 +104,7 @@ impl AuditWriter {
     ) -> (AuditWriter, Leftovers) {
         let held = Arc::new(Mutex::new(Held {
             receiver,
-            batch: Vec::with_capacity(config.batch_size),
+            batch: Arc::new(Vec::with_capacity(config.batch_size)),
         }));
         let leftovers = Leftovers {
             held: held.clone(),
@@ -110,6 +113,7 @@ impl AuditWriter {
         };
         let writer = AuditWriter {
             held,
+            appender: Appender::new(&store),
             store,
             signer: Signer::new(config.signing_key.as_ref()),
             spool,
@@ -134,10 +138,14 @@ impl AuditWriter {
             return;
         }
         let started = Instant::now();
-        match sink::append(&self.store, &held.batch, &self.signer, false).await {
+        let written = self
+            .appender
+            .append(held.batch.clone(), &self.signer, false)
+            .await;
+        match written {
             Ok(heads) => {
                 self.observe(held.batch.len(), started);
-                held.batch.clear();
+                Arc::make_mut(&mut held.batch).clear();
                 self.checkpoint(heads, state).await;
                 state.healthy();
             }
@@ -154,7 +162,7 @@ impl AuditWriter {
                 self.metrics
                     .audit_records_spooled
                     .inc_by(held.batch.len() as u64);
-                held.batch.clear();
+                Arc::make_mut(&mut held.batch).clear();
             }
             Err(e) => {
                 // Keep the batch: the next round tries the database and the spool again.
@@ -173,16 +181,23 @@ impl AuditWriter {
             if state.backing_off() {
                 return false;
             }
-            let records = match self.spool.take() {
+            let mut rest = match self.spool.take() {
                 Ok(r) => r,
                 Err(e) => {
                     state.failed(&e, "replay", &self.metrics);
                     return false;
                 }
             };
-            for chunk in records.chunks(self.config.batch_size) {
+            let total = rest.len();
+            while !rest.is_empty() {
+                let tail = rest.split_off(rest.len().min(self.config.batch_size));
+                let chunk = Arc::new(std::mem::replace(&mut rest, tail));
                 let started = Instant::now();
-                match sink::append(&self.store, chunk, &self.signer, true).await {
+                let written = self
+                    .appender
+                    .append(chunk.clone(), &self.signer, true)
+                    .await;
+                match written {
                     Ok(heads) => {
                         self.observe(chunk.len(), started);
                         self.metrics
@@ -200,10 +215,7 @@ impl AuditWriter {
                 state.failed(&e, "replay", &self.metrics);
                 return false;
             }
-            tracing::info!(
-                records = records.len(),
-                "audit spool replayed into the database"
-            );
+            tracing::info!(records = total, "audit spool replayed into the database");
             state.healthy();
         }
         self.metrics.audit_spool_bytes.set(0);
@@ -330,7 +342,7 @@ impl BackgroundService for AuditWriter {
             loop {
                 while held.batch.len() < self.config.batch_size {
                     match held.receiver.try_recv() {
-                        Ok(r) => held.batch.push(r),
+                        Ok(r) => Arc::make_mut(&mut held.batch).push(r),
                         Err(mpsc::error::TryRecvError::Empty) => break,
                         Err(mpsc::error::TryRecvError::Disconnected) => {
                             closed = true;
