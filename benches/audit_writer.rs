@@ -54,8 +54,9 @@ fn records(n: usize, tenants: usize) -> Vec<AuditRecord> {
 }
 
 fn config(database_url: &str, dir: &Path) -> Config {
+    let batch = env_usize("BATCH", 1000);
     let text = format!(
-        "[database]\nurl = \"{database_url}\"\nmax_connections = 4\n\
+        "[database]\nurl = \"{database_url}\"\nmax_connections = 4\n[audit]\nbatch_size = {batch}\n\
          [[providers]]\nname = \"m\"\nkind = \"mock\"\n[[routes]]\nmodel = \"*\"\nprovider = \"m\"\n"
     );
     match Config::from_toml(&text, &dir.join("bench.toml")) {

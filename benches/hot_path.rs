@@ -23,10 +23,6 @@ use portcullis::proxy::origin::parse_request;
 use portcullis::store::{NewApiKey, Store};
 use portcullis::telemetry::metrics::Metrics;
 
-fn config(db_url: &str) -> Config {
-    config_with(db_url, "")
-}
-
 fn config_with(db_url: &str, extra: &str) -> Config {
     let text = format!(
         "{extra}\n[database]\nurl = \"{db_url}\"\n[[providers]]\nname = \"demo\"\nkind = \"mock\"\n\
@@ -138,7 +134,7 @@ fn key_verification(c: &mut Criterion) {
 }
 
 fn request_parsing(c: &mut Criterion) {
-    let config = config("sqlite::memory:");
+    let config = config_with("sqlite::memory:", "[audit]\nenabled = false");
     let body = chat_body();
     let mut group = c.benchmark_group("request");
     group.throughput(Throughput::Bytes(body.len() as u64));

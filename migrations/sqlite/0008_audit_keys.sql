@@ -2,8 +2,8 @@
 -- each record's insert, so the table keeps only what the trail is read by:
 --   (chain, seq)      the primary key: verification walks a chain in order, retention cuts
 --                     its front, and a chain cannot fork;
---   (tenant, time, id) search and export by tenant and time, in (time, id) order; also how
---                     the writer finds a replayed record it has stored already.
+--   (tenant, time)    search and export by tenant and time; also how the writer finds a
+--                     replayed record it has stored already (same tenant, time and id).
 -- The id is no longer indexed on its own (nothing looks a record up by id alone).
 -- SQLite cannot change a table's keys in place: the table is rebuilt, its columns in the
 -- same order.
@@ -33,6 +33,6 @@ SELECT id, chain, seq, time, kind, tenant, action, actor, status,
 FROM audit_records ORDER BY chain, seq;
 DROP TABLE audit_records;
 ALTER TABLE audit_records_rebuilt RENAME TO audit_records;
-CREATE INDEX audit_records_tenant_time ON audit_records (tenant, time, id);
+CREATE INDEX audit_records_tenant_time ON audit_records (tenant, time);
 CREATE INDEX audit_records_content_time ON audit_records (time) WHERE content IS NOT NULL;
 CREATE INDEX audit_records_subject ON audit_records (subject) WHERE subject IS NOT NULL;

@@ -41,36 +41,10 @@ pub(super) async fn append(
     dedupe: bool,
 ) -> Result<Vec<Head>, AuditError> {
     let mut tx = conn.begin().await?;
-    let fresh = if dedupe {
-        // Looked up by (tenant, time, id): the index search uses.
-        let stored: HashSet<String> = sqlx::query(
-            "SELECT r.id FROM audit_records r \
-             JOIN UNNEST($1::text[], $2::int8[], $3::text[]) AS k(tenant, time, id) \
-             ON r.tenant = k.tenant AND r.time = k.time AND r.id = k.id",
-        )
-        .bind(
-            records
-                .iter()
-                .map(|r| r.tenant.as_str())
-                .collect::<Vec<_>>(),
-        )
-        .bind(records.iter().map(|r| r.time).collect::<Vec<_>>())
-        .bind(records.iter().map(|r| r.id.as_str()).collect::<Vec<_>>())
-        .fetch_all(&mut *tx)
-        .await?
-        .iter()
-        .map(|row| row.try_get("id"))
-        .collect::<Result<_, _>>()?;
-        sink::fresh(records, &stored)
-    } else {
-        records.iter().collect()
-    };
-    if fresh.is_empty() {
-        tx.commit().await?;
-        return Ok(Vec::new());
-    }
-
-    let chains = sink::chain_names(&fresh);
+    // Heads first: once they are locked, a concurrent writer of the same records (another
+    // gateway replaying the same spool) has committed or waits, so the duplicate check below
+    // sees what it wrote.
+    let chains = sink::chain_names(&records.iter().collect::<Vec<_>>());
     sqlx::query(
         "INSERT INTO audit_chain_heads (chain, seq, hash, time, mac) \
          SELECT chain, 0, $2, 0, NULL FROM UNNEST($1::text[]) AS c(chain) \
@@ -98,7 +72,37 @@ pub(super) async fn append(
         heads.insert(head.chain.clone(), head);
     }
 
+    let fresh = if dedupe {
+        // Looked up by tenant and time: the index search uses.
+        let stored: HashSet<String> = sqlx::query(
+            "SELECT r.id FROM audit_records r \
+             JOIN UNNEST($1::text[], $2::int8[], $3::text[]) AS k(tenant, time, id) \
+             ON r.tenant = k.tenant AND r.time = k.time AND r.id = k.id",
+        )
+        .bind(
+            records
+                .iter()
+                .map(|r| r.tenant.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(records.iter().map(|r| r.time).collect::<Vec<_>>())
+        .bind(records.iter().map(|r| r.id.as_str()).collect::<Vec<_>>())
+        .fetch_all(&mut *tx)
+        .await?
+        .iter()
+        .map(|row| row.try_get("id"))
+        .collect::<Result<_, _>>()?;
+        sink::fresh(records, &stored)
+    } else {
+        records.iter().collect()
+    };
+    if fresh.is_empty() {
+        tx.commit().await?;
+        return Ok(Vec::new());
+    }
+
     let rows = sink::link(fresh, &mut heads)?;
+    sink::keep_grown(&mut heads, &rows);
     sqlx::query(INSERT_RECORDS)
         .bind(texts(&rows, |r| &r.record.id))
         .bind(texts(&rows, |r| &r.chain))

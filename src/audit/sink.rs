@@ -1,7 +1,7 @@
-//! The audit tables (migrations/*/0004_audit.sql): appending batches onto their chains,
-//! checkpoints, search, retention and erasure. One set of queries for SQLite and Postgres,
-//! through the store's pool — but for appends, which each backend does in its native form
-//! ([`Appender`]).
+//! The audit tables (migrations/*/0004_audit.sql and 0008_audit_keys.sql): appending batches
+//! onto their chains, checkpoints, search, retention and erasure. One set of queries for
+//! SQLite and Postgres, through the store's pool — but for appends, which each backend does in
+//! its native form ([`Appender`]).
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::path::PathBuf;
@@ -31,7 +31,7 @@ const RECORD_COLUMNS: &str = "id, chain, seq, time, kind, tenant, action, actor,
 /// are locked (Postgres) or the database is (SQLite), so gateways and CLI commands sharing a
 /// database extend the same chains without forking them. With `dedupe`, records already
 /// stored (same tenant, time and id) are skipped: replayed spool records may have been
-/// written before.
+/// written before. Returns the heads of the chains that grew.
 ///
 /// For one-off appends (the CLI's events, tests); the writer keeps an [`Appender`].
 pub async fn append(
@@ -40,9 +40,12 @@ pub async fn append(
     signer: &Signer,
     dedupe: bool,
 ) -> Result<Vec<Head>, AuditError> {
-    Appender::new(store)
+    let appender = Appender::new(store);
+    let appended = appender
         .append(Arc::new(records.to_vec()), signer, dedupe)
-        .await
+        .await;
+    appender.close().await;
+    appended
 }
 
 /// A write that takes longer than this is given up (and its records spooled): a database
@@ -60,10 +63,13 @@ pub struct Appender {
 
 enum Target {
     Sqlite {
-        /// `None` for an in-memory database, which no second connection can open.
-        path: Option<PathBuf>,
+        /// The database file, or why there is none (config validation refuses in-memory
+        /// databases while the audit trail is on).
+        path: Result<PathBuf, String>,
         /// Opened on first use; dropped after a failure, so the next batch starts afresh.
         connection: Arc<std::sync::Mutex<Option<rusqlite::Connection>>>,
+        /// Stops the statement of a write that overran [`WRITE_TIMEOUT`].
+        interrupt: Arc<std::sync::Mutex<Option<rusqlite::InterruptHandle>>>,
     },
     Postgres {
         url: String,
@@ -77,8 +83,13 @@ impl Appender {
     pub fn new(store: &Store) -> Appender {
         let target = match store.backend() {
             Backend::Sqlite => Target::Sqlite {
-                path: store.sqlite_file().ok().flatten(),
+                path: match store.sqlite_file() {
+                    Ok(Some(path)) => Ok(path),
+                    Ok(None) => Err("database.url is an in-memory SQLite database".to_string()),
+                    Err(e) => Err(e.to_string()),
+                },
                 connection: Arc::new(std::sync::Mutex::new(None)),
+                interrupt: Arc::new(std::sync::Mutex::new(None)),
             },
             Backend::Postgres => Target::Postgres {
                 url: store.url().to_string(),
@@ -101,23 +112,23 @@ impl Appender {
             return Ok(Vec::new());
         }
         match &self.target {
-            Target::Sqlite { path, connection } => {
-                let Some(path) = path.clone() else {
-                    return Err(AuditError::Unavailable(
-                        "the audit trail needs a database file; database.url is an in-memory \
-                         SQLite database"
-                            .to_string(),
-                    ));
-                };
-                let connection = connection.clone();
+            Target::Sqlite {
+                path,
+                connection,
+                interrupt,
+            } => {
+                let path = path.clone().map_err(AuditError::Unavailable)?;
+                let (connection, handle) = (connection.clone(), interrupt.clone());
                 let signer = signer.clone();
                 let write = tokio::task::spawn_blocking(move || {
-                    let mut guard = connection
-                        .lock()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner);
+                    let mut guard = lock(&connection);
                     let conn = match guard.as_mut() {
                         Some(conn) => conn,
-                        None => guard.insert(super::sqlite::open(&path)?),
+                        None => {
+                            let conn = super::sqlite::open(&path)?;
+                            *lock(&handle) = Some(conn.get_interrupt_handle());
+                            guard.insert(conn)
+                        }
                     };
                     let appended = super::sqlite::append(conn, &records, &signer, dedupe);
                     if appended.is_err() {
@@ -125,9 +136,18 @@ impl Appender {
                     }
                     appended
                 });
-                write
-                    .await
-                    .map_err(|e| AuditError::Unavailable(format!("audit write task failed: {e}")))?
+                match tokio::time::timeout(WRITE_TIMEOUT, write).await {
+                    Ok(joined) => joined.map_err(|e| {
+                        AuditError::Unavailable(format!("audit write task failed: {e}"))
+                    })?,
+                    Err(_) => {
+                        // Its transaction rolls back; the records go to the spool.
+                        if let Some(handle) = lock(interrupt).as_ref() {
+                            handle.interrupt();
+                        }
+                        Err(timed_out())
+                    }
+                }
             }
             Target::Postgres {
                 url,
@@ -144,12 +164,7 @@ impl Appender {
                     super::postgres::append(conn, &records, signer, dedupe),
                 )
                 .await
-                .unwrap_or_else(|_| {
-                    Err(AuditError::Unavailable(format!(
-                        "no answer from the database within {} s",
-                        WRITE_TIMEOUT.as_secs()
-                    )))
-                });
+                .unwrap_or_else(|_| Err(timed_out()));
                 if appended.is_err() {
                     *guard = None;
                 }
@@ -157,6 +172,29 @@ impl Appender {
             }
         }
     }
+
+    /// Ends the Postgres session politely (the server logs an abrupt end); SQLite needs
+    /// nothing.
+    pub async fn close(&self) {
+        if let Target::Postgres { connection, .. } = &self.target {
+            if let Some(conn) = connection.lock().await.take() {
+                let _ = sqlx::Connection::close(conn).await;
+            }
+        }
+    }
+}
+
+fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn timed_out() -> AuditError {
+    AuditError::Unavailable(format!(
+        "no answer from the database within {} s",
+        WRITE_TIMEOUT.as_secs()
+    ))
 }
 
 /// Records that are not stored yet, each once.
@@ -183,6 +221,7 @@ pub(super) fn chain_names(records: &[&AuditRecord]) -> Vec<String> {
 }
 
 /// Links every record to the one before it on its chain, moving the chain heads along.
+/// Every record's chain must be among `heads`.
 pub(super) fn link<'a>(
     records: Vec<&'a AuditRecord>,
     heads: &mut BTreeMap<String, Head>,
@@ -222,6 +261,12 @@ pub(super) fn link<'a>(
         head.time = head.time.max(r.time);
     }
     Ok(rows)
+}
+
+/// Keeps only the heads that `rows` moved along: the ones to update and checkpoint.
+pub(super) fn keep_grown(heads: &mut BTreeMap<String, Head>, rows: &[PendingRow<'_>]) {
+    let grown: HashSet<&str> = rows.iter().map(|r| r.chain.as_str()).collect();
+    heads.retain(|chain, _| grown.contains(chain.as_str()));
 }
 
 /// One record linked into its chain, ready to insert.

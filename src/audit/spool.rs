@@ -1,7 +1,7 @@
 //! The spool: an append-only JSON-lines file of records that could not be written to the
 //! database yet (database unreachable, queue full, shutdown). Records in it are already
-//! redacted. The writer replays it, oldest first, before anything newer; the database drops
-//! records it already has (by id), so a record spooled after a write whose answer was lost is
+//! redacted. The writer replays it, oldest first, before anything newer; the writer skips
+//! records the database already has (same tenant, time and id), so a record spooled after a write whose answer was lost is
 //! still stored exactly once.
 //!
 //! Replay first renames the file to `<path>.replaying`, so appends during the replay go to a

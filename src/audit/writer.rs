@@ -54,7 +54,7 @@ pub struct Leftovers {
 
 impl Leftovers {
     /// Closes the queue and spools everything still in it or in an unfinished batch (a batch
-    /// that did commit is skipped by id at replay). Call once the server has stopped. Waits
+    /// that did commit is skipped at replay). Call once the server has stopped. Waits
     /// at most 10 s for a write still under way on a runtime pingora did not wait for.
     pub fn spool(&self) {
         let deadline = Instant::now() + Duration::from_secs(10);

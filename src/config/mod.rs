@@ -270,6 +270,16 @@ impl RawConfig {
         let guardrails = guardrails::validate(&self.guardrails, config_dir, &mut p);
         let limits = limits::validate(&self.limits, &mut p);
         let audit = audit::validate(&self.audit, config_dir, &mut p);
+        if audit.enabled
+            && db_url.starts_with("sqlite:")
+            && (db_url.contains(":memory:") || db_url.contains("mode=memory"))
+        {
+            p.push(
+                "database.url",
+                "an in-memory SQLite database cannot keep the audit trail (its writer opens a \
+                 connection of its own): use a database file, or set audit.enabled = false",
+            );
+        }
         let users = users::validate(&self.users, &mut p);
 
         if !p.0.is_empty() {
