@@ -30,9 +30,11 @@ UPSTREAM=target/release/examples/mock_upstream
 
 work=$(mktemp -d)
 pids=()
+drop_pg() { :; }
 cleanup() {
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
   wait 2>/dev/null || true
+  drop_pg
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -103,12 +105,37 @@ QUIET_KEY=$("$BIN" keys create --tenant quiet --policy off --json --config "$wor
 LOUD_KEY=$("$BIN" keys create --tenant loud --policy off --json --config "$work/config.toml" \
   | python3 -c 'import json,sys; print(json.load(sys.stdin)["key"])')
 
+# AUDIT_POSTGRES=1: a third gateway keeps everything in a throwaway database on the local
+# Postgres (PG_URL), as in production. The Postgres backends serving it are pinned to core 1,
+# as if the database ran on another host; the gateway's core pays only its own side.
+PG_URL=${PG_URL:-postgres://postgres@127.0.0.1:5432}
+GW3_PORT=${GW3_PORT:-28082}
+ADMIN3_PORT=${ADMIN3_PORT:-28092}
+if [ "${AUDIT_POSTGRES:-0}" = 1 ]; then
+  command -v psql >/dev/null || { echo "AUDIT_POSTGRES=1 needs psql" >&2; exit 1; }
+  pg_db="portcullis_load_$$"
+  psql -q "$PG_URL/postgres" -c "CREATE DATABASE $pg_db"
+  drop_pg() { psql -q "$PG_URL/postgres" -c "DROP DATABASE IF EXISTS $pg_db WITH (FORCE)" || true; }
+  sed -e "s/127.0.0.1:$GW_PORT/127.0.0.1:$GW3_PORT/" -e "s/127.0.0.1:$ADMIN_PORT/127.0.0.1:$ADMIN3_PORT/" \
+    -e "s|^url = \"sqlite://.*|url = \"$PG_URL/$pg_db\"|" "$work/config.toml" >"$work/config-pg.toml"
+  "$BIN" tenants create quiet --logging none --config "$work/config-pg.toml" >/dev/null
+  "$BIN" tenants create bench --config "$work/config-pg.toml" >/dev/null
+  PG_QUIET_KEY=$("$BIN" keys create --tenant quiet --policy off --json --config "$work/config-pg.toml" \
+    | python3 -c 'import json,sys; print(json.load(sys.stdin)["key"])')
+  PG_META_KEY=$("$BIN" keys create --tenant bench --policy off --json --config "$work/config-pg.toml" \
+    | python3 -c 'import json,sys; print(json.load(sys.stdin)["key"])')
+fi
+
 taskset -c 1 "$UPSTREAM" --listen "127.0.0.1:$UP_PORT" 2>"$work/upstream.log" &
 pids+=($!)
 taskset -c 0 "$BIN" serve --config "$work/config.toml" 2>"$work/gateway.log" &
 pids+=($!)
 taskset -c 0 "$BIN" serve --config "$work/config-redis.toml" 2>"$work/gateway-redis.log" &
 pids+=($!)
+if [ "${AUDIT_POSTGRES:-0}" = 1 ]; then
+  taskset -c 0 "$BIN" serve --config "$work/config-pg.toml" 2>"$work/gateway-pg.log" &
+  pids+=($!)
+fi
 wait_port "$UP_PORT"
 wait_port "$GW_PORT"
 wait_port "$GW2_PORT"
@@ -163,6 +190,19 @@ run gw-sse-noaudit "$GW_PORT" true
 export PORTCULLIS_KEY=$LOUD_KEY
 run gw-json-redacted "$GW_PORT" false
 run gw-sse-redacted "$GW_PORT" true
+if [ "${AUDIT_POSTGRES:-0}" = 1 ]; then
+  wait_port "$GW3_PORT"
+  # Warm the pool and the audit writer's connection, then pin every backend of the database.
+  export PORTCULLIS_KEY=$PG_META_KEY
+  taskset -c 1 wrk -t1 -c4 -d2s -s benches/load/chat.lua "http://127.0.0.1:$GW3_PORT/v1/chat/completions" >/dev/null
+  for pid in $(psql -Atq "$PG_URL/postgres" -c "SELECT pid FROM pg_stat_activity WHERE datname = '$pg_db'"); do
+    taskset -cp 1 "$pid" >/dev/null
+  done
+  export PORTCULLIS_KEY=$PG_QUIET_KEY
+  run pg-json-noaudit "$GW3_PORT" false
+  export PORTCULLIS_KEY=$PG_META_KEY
+  run pg-json-metadata "$GW3_PORT" false
+fi
 export PORTCULLIS_KEY=$ON_KEY
 # One connection: no queueing, so the latency difference is the hop itself.
 run direct-json-c1 "$UP_PORT" false 1
@@ -184,6 +224,9 @@ for kind in ("json", "sse"):
     base = rows[f"gw-{kind}-noguard"]
     print(f"limits on/off throughput ({kind}): local {rows[f'gw-{kind}-limits'] / base:.2f}, "
           f"redis {rows[f'gw-{kind}-redis'] / base:.2f}")
+if "pg-json-noaudit" in rows:
+    print(f"audit on/off throughput (json, Postgres): metadata "
+          f"{rows['pg-json-metadata'] / rows['pg-json-noaudit']:.2f}")
 for kind in ("json", "sse"):
     off = rows[f"gw-{kind}-noaudit"]
     print(f"audit on/off throughput ({kind}): metadata {rows[f'gw-{kind}-noguard'] / off:.2f}, "

@@ -223,3 +223,14 @@ fn rule_packs_load_relative_to_the_config_and_report_errors() {
         "{err}"
     );
 }
+
+#[test]
+fn an_in_memory_sqlite_database_cannot_keep_the_audit_trail() {
+    let text = format!("{MINIMAL}\n[database]\nurl = \"sqlite::memory:\"\n");
+    let err = parse(&text).unwrap_err().to_string();
+    assert!(
+        err.contains("database.url") && err.contains("audit.enabled = false"),
+        "{err}"
+    );
+    assert!(parse(&format!("{text}[audit]\nenabled = false\n")).is_ok());
+}
