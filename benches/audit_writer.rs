@@ -2,7 +2,7 @@
 //! the real writer service (batching, chain hashing, multi-row INSERT, head updates,
 //! checkpoints), into a throwaway database on the local PostgreSQL and into a SQLite file.
 //!
-//!   cargo bench --bench audit_writer            # RECORDS=200000 TENANTS=50 to tune
+//!   cargo bench --bench audit_writer            # RECORDS=200000 TENANTS=50 BATCH=1000 to tune
 //!
 //! Target (issue 5): at least 20,000 records/s into Postgres. BACKENDS=sqlite skips Postgres.
 
