@@ -44,7 +44,7 @@ pub(super) async fn append(
     // Heads first: once they are locked, a concurrent writer of the same records (another
     // gateway replaying the same spool) has committed or waits, so the duplicate check below
     // sees what it wrote.
-    let chains = sink::chain_names(&records.iter().collect::<Vec<_>>());
+    let chains = sink::chain_names(records);
     sqlx::query(
         "INSERT INTO audit_chain_heads (chain, seq, hash, time, mac) \
          SELECT chain, 0, $2, 0, NULL FROM UNNEST($1::text[]) AS c(chain) \

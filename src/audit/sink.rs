@@ -211,9 +211,9 @@ pub(super) fn fresh<'a>(
 
 /// The chains these records go on, in name order: heads are locked in that order, so two
 /// writers never deadlock.
-pub(super) fn chain_names(records: &[&AuditRecord]) -> Vec<String> {
+pub(super) fn chain_names<'a>(records: impl IntoIterator<Item = &'a AuditRecord>) -> Vec<String> {
     records
-        .iter()
+        .into_iter()
         .map(|r| r.chain())
         .collect::<BTreeSet<_>>()
         .into_iter()

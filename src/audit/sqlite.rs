@@ -73,7 +73,7 @@ pub(super) fn append(
         )?;
         let mut read =
             tx.prepare_cached("SELECT seq, hash, time FROM audit_chain_heads WHERE chain = ?1")?;
-        for chain in sink::chain_names(&fresh) {
+        for chain in sink::chain_names(fresh.iter().copied()) {
             create.execute(params![chain, GENESIS])?;
             let head = read.query_row([&chain], |row| {
                 Ok(Head {
